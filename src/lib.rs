@@ -1,0 +1,12 @@
+//! cntlm: a drop-in successor to CNTLM, the local proxy that authenticates to a corporate
+//! parent proxy (NTLM, and more) on behalf of the applications on a laptop.
+//!
+//! Layout, one concern per module:
+//! - `auth`: credentials and secrets; `auth::ntlm` is the NTLM engine.
+//! - `config`: the resolved `Config` and the CNTLM config-file reader.
+//!
+//! The library never reads argv, the environment or files on its own: `main.rs` resolves a
+//! `Config` and hands it to `run`.
+
+pub mod auth;
+pub mod config;
