@@ -10,3 +10,6 @@
 
 pub mod auth;
 pub mod config;
+pub mod proxy;
+
+pub use proxy::run;
