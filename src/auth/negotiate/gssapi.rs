@@ -113,14 +113,31 @@ static NT_USER_NAME: StaticOid = StaticOid::new(b"\x2a\x86\x48\x86\xf7\x12\x01\x
 /// `GSS_KRB5_NT_PRINCIPAL_NAME`, 1.2.840.113554.1.2.2.1 (RFC 1964 §2.1.1): `HTTP/host@REALM`.
 static NT_KRB5_PRINCIPAL: StaticOid = StaticOid::new(b"\x2a\x86\x48\x86\xf7\x12\x01\x02\x02\x01");
 
-/// The mechanism set `{ SPNEGO }`; credentials acquired for it are usable by an SPNEGO context
-/// (MIT's mechglue hands an SPNEGO context only the SPNEGO element of a credential).
-struct SpnegoSet(OidSetDesc);
+/// The Kerberos V5 mechanism, 1.2.840.113554.1.2.2 (RFC 4121).
+static KRB5: StaticOid = StaticOid::new(b"\x2a\x86\x48\x86\xf7\x12\x01\x02\x02");
+
+/// A one-mechanism set that lives for the whole program.
+struct StaticOidSet(OidSetDesc);
 // SAFETY: as for `StaticOid`: points at a `'static` descriptor, read-only.
-unsafe impl Sync for SpnegoSet {}
-static SPNEGO_SET: SpnegoSet = SpnegoSet(OidSetDesc {
+unsafe impl Sync for StaticOidSet {}
+
+impl StaticOidSet {
+    /// The `gss_OID_set` to pass; the library only reads it.
+    fn as_ptr(&'static self) -> *mut OidSetDesc {
+        ptr::from_ref(&self.0).cast_mut()
+    }
+}
+
+/// `{ SPNEGO }`: credentials acquired for it are usable by an SPNEGO context (MIT's mechglue
+/// hands an SPNEGO context only the SPNEGO element of a credential).
+static SPNEGO_SET: StaticOidSet = StaticOidSet(OidSetDesc {
     count: 1,
     elements: &SPNEGO.0,
+});
+/// `{ Kerberos }`: only used to explain a failure (see `explained`).
+static KRB5_SET: StaticOidSet = StaticOidSet(OidSetDesc {
+    count: 1,
+    elements: &KRB5.0,
 });
 
 // Status codes, RFC 2744 §3.9.1.
@@ -150,19 +167,19 @@ type ImportNameFn =
     unsafe extern "C" fn(*mut OmUint32, *mut BufferDesc, *mut OidDesc, *mut RawName) -> OmUint32;
 type ReleaseNameFn = unsafe extern "C" fn(*mut OmUint32, *mut RawName) -> OmUint32;
 type InitSecContextFn = unsafe extern "C" fn(
-    *mut OmUint32,      // minor_status
-    RawCred,            // claimant_cred_handle
-    *mut RawCtx,        // context_handle
-    RawName,            // target_name
-    *mut OidDesc,       // mech_type
-    OmUint32,           // req_flags
-    OmUint32,           // time_req
-    *mut c_void,        // input_chan_bindings
-    *mut BufferDesc,    // input_token
-    *mut *mut OidDesc,  // actual_mech_type
-    *mut BufferDesc,    // output_token
-    *mut OmUint32,      // ret_flags
-    *mut OmUint32,      // time_rec
+    *mut OmUint32,     // minor_status
+    RawCred,           // claimant_cred_handle
+    *mut RawCtx,       // context_handle
+    RawName,           // target_name
+    *mut OidDesc,      // mech_type
+    OmUint32,          // req_flags
+    OmUint32,          // time_req
+    *mut c_void,       // input_chan_bindings
+    *mut BufferDesc,   // input_token
+    *mut *mut OidDesc, // actual_mech_type
+    *mut BufferDesc,   // output_token
+    *mut OmUint32,     // ret_flags
+    *mut OmUint32,     // time_rec
 ) -> OmUint32;
 type DeleteSecContextFn =
     unsafe extern "C" fn(*mut OmUint32, *mut RawCtx, *mut BufferDesc) -> OmUint32;
@@ -356,7 +373,12 @@ unsafe fn take_buffer(api: &Api, buffer: &mut BufferDesc) -> Vec<u8> {
 }
 
 /// Maps a failed acquisition to the error a user can act on.
-fn credential_error(api: &Api, operation: &'static str, major: OmUint32, minor: OmUint32) -> NegotiateError {
+fn credential_error(
+    api: &Api,
+    operation: &'static str,
+    major: OmUint32,
+    minor: OmUint32,
+) -> NegotiateError {
     let detail = status_text(api, major, minor);
     match major & GSS_C_ROUTINE_ERROR_MASK {
         GSS_S_NO_CRED | GSS_S_CREDENTIALS_EXPIRED | GSS_S_DEFECTIVE_CREDENTIAL => {
@@ -373,7 +395,11 @@ struct OwnedName {
 }
 
 impl OwnedName {
-    fn import(api: &'static Api, text: &str, name_type: &'static StaticOid) -> Result<Self, NegotiateError> {
+    fn import(
+        api: &'static Api,
+        text: &str,
+        name_type: &'static StaticOid,
+    ) -> Result<Self, NegotiateError> {
         let invalid = |detail: String| NegotiateError::InvalidName {
             name: text.to_owned(),
             detail,
@@ -386,7 +412,8 @@ impl OwnedName {
         let mut minor = 0;
         // SAFETY: the buffer borrows `text` for the duration of the call (the library copies
         // it); the OID is static; `raw` receives a name we release in `Drop`.
-        let major = unsafe { (api.import_name)(&mut minor, &mut buffer, name_type.as_ptr(), &mut raw) };
+        let major =
+            unsafe { (api.import_name)(&mut minor, &mut buffer, name_type.as_ptr(), &mut raw) };
         if gss_error(major) {
             let detail = status_text(api, major, minor);
             return Err(match major & GSS_C_ROUTINE_ERROR_MASK {
@@ -428,6 +455,7 @@ fn acquire_from(
     api: &'static Api,
     desired: Option<&OwnedName>,
     store: &[(&str, &str)],
+    mechs: &'static StaticOidSet,
 ) -> Result<OwnedCred, NegotiateError> {
     let Some(acquire_cred_from) = api.acquire_cred_from else {
         return Err(NegotiateError::Unavailable {
@@ -464,7 +492,7 @@ fn acquire_from(
             &mut minor,
             desired.map_or(ptr::null_mut(), |n| n.raw),
             GSS_C_INDEFINITE,
-            ptr::from_ref(&SPNEGO_SET.0).cast_mut(),
+            mechs.as_ptr(),
             GSS_C_INITIATE,
             &set,
             &mut raw,
@@ -479,7 +507,10 @@ fn acquire_from(
 }
 
 /// `gss_acquire_cred` for the default identity (the default ticket cache).
-fn acquire_default(api: &'static Api) -> Result<OwnedCred, NegotiateError> {
+fn acquire_default(
+    api: &'static Api,
+    mechs: &'static StaticOidSet,
+) -> Result<OwnedCred, NegotiateError> {
     let mut raw: RawCred = ptr::null_mut();
     let mut minor = 0;
     // SAFETY: as in `acquire_from`, without a store.
@@ -488,7 +519,7 @@ fn acquire_default(api: &'static Api) -> Result<OwnedCred, NegotiateError> {
             &mut minor,
             ptr::null_mut(),
             GSS_C_INDEFINITE,
-            ptr::from_ref(&SPNEGO_SET.0).cast_mut(),
+            mechs.as_ptr(),
             GSS_C_INITIATE,
             &mut raw,
             ptr::null_mut(),
@@ -501,6 +532,24 @@ fn acquire_default(api: &'static Api) -> Result<OwnedCred, NegotiateError> {
     Ok(OwnedCred { api, raw })
 }
 
+/// Acquires for SPNEGO; when that finds no identity, asks the Kerberos mechanism directly for
+/// the reason, because SPNEGO only says "cannot find mechanisms to negotiate" while Kerberos
+/// says which cache or keytab it looked in and what was wrong with it.
+fn explained(
+    acquire: impl Fn(&'static StaticOidSet) -> Result<OwnedCred, NegotiateError>,
+) -> Result<OwnedCred, NegotiateError> {
+    match acquire(&SPNEGO_SET) {
+        Err(NegotiateError::NoCredentials { detail }) => match acquire(&KRB5_SET) {
+            Err(NegotiateError::NoCredentials { detail: reason })
+            | Err(NegotiateError::Library { detail: reason, .. }) => {
+                Err(NegotiateError::NoCredentials { detail: reason })
+            }
+            _ => Err(NegotiateError::NoCredentials { detail }),
+        },
+        other => other,
+    }
+}
+
 /// `gss_acquire_cred_with_password`, or `kinit` into a private cache when the library lacks it.
 fn acquire_with_password(
     api: &'static Api,
@@ -510,7 +559,7 @@ fn acquire_with_password(
     let name = OwnedName::import(api, user, &NT_USER_NAME)?;
     let Some(with_password) = api.acquire_cred_with_password else {
         let cache = kinit::PrivateCache::obtain(user, password)?;
-        let cred = acquire_from(api, Some(&name), &[("ccache", cache.name())])?;
+        let cred = acquire_from(api, Some(&name), &[("ccache", cache.name())], &SPNEGO_SET)?;
         return Ok((cred, Some(cache)));
     };
     let mut buffer = BufferDesc::borrowing(password.expose().as_bytes());
@@ -524,7 +573,7 @@ fn acquire_with_password(
             name.raw,
             &mut buffer,
             GSS_C_INDEFINITE,
-            ptr::from_ref(&SPNEGO_SET.0).cast_mut(),
+            SPNEGO_SET.as_ptr(),
             GSS_C_INITIATE,
             &mut raw,
             ptr::null_mut(),
@@ -580,7 +629,10 @@ enum State {
 unsafe impl Send for Context {}
 
 impl Context {
-    pub(super) fn new(service_principal: &str, creds: &KerberosCredentials) -> Result<Self, NegotiateError> {
+    pub(super) fn new(
+        service_principal: &str,
+        creds: &KerberosCredentials,
+    ) -> Result<Self, NegotiateError> {
         let api = api().map_err(|reason| NegotiateError::Unavailable { reason })?;
         // `service@host` is host-based (RFC 2743 §4.1); anything with a `/` is a full
         // Kerberos principal such as `HTTP/proxy.corp@CORP.EXAMPLE`.
@@ -592,8 +644,10 @@ impl Context {
         let target = OwnedName::import(api, service_principal, name_type)?;
         let mut private_cache = None;
         let cred = match creds {
-            KerberosCredentials::DefaultCache => acquire_default(api)?,
-            KerberosCredentials::Cache(name) => acquire_from(api, None, &[("ccache", name)])?,
+            KerberosCredentials::DefaultCache => explained(|mechs| acquire_default(api, mechs))?,
+            KerberosCredentials::Cache(name) => {
+                explained(|mechs| acquire_from(api, None, &[("ccache", name)], mechs))?
+            }
             KerberosCredentials::Keytab { path, principal } => {
                 let path = path.to_str().ok_or_else(|| NegotiateError::InvalidName {
                     name: path.display().to_string(),
@@ -604,11 +658,8 @@ impl Context {
                     .map(|p| OwnedName::import(api, p, &NT_USER_NAME))
                     .transpose()?;
                 let cache = keytab_cache_name(path, principal.as_deref());
-                acquire_from(
-                    api,
-                    desired.as_ref(),
-                    &[("client_keytab", path), ("ccache", &cache)],
-                )?
+                let store = [("client_keytab", path), ("ccache", cache.as_str())];
+                explained(|mechs| acquire_from(api, desired.as_ref(), &store, mechs))?
             }
             KerberosCredentials::Password { user, password } => {
                 let (cred, cache) = acquire_with_password(api, user, password)?;
@@ -665,7 +716,12 @@ impl Context {
         let token = unsafe { take_buffer(self.api, &mut output) };
         if gss_error(major) {
             self.state = State::Failed;
-            return Err(credential_error(self.api, "gss_init_sec_context", major, minor));
+            return Err(credential_error(
+                self.api,
+                "gss_init_sec_context",
+                major,
+                minor,
+            ));
         }
         self.state = if major & GSS_S_CONTINUE_NEEDED != 0 {
             State::ContinueNeeded

@@ -27,7 +27,8 @@ impl PrivateCache {
     pub(super) fn obtain(user: &str, password: &Password) -> Result<Self, NegotiateError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let unique = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("cntlm-krb5cc-{}-{unique}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("cntlm-krb5cc-{}-{unique}", std::process::id()));
         let failed = |detail: String| NegotiateError::LoginFailed { detail };
         // Create the file ourselves, owner-only, so the tickets are never readable by others
         // (kinit keeps the mode of an existing cache file).
@@ -64,7 +65,11 @@ impl PrivateCache {
             .map_err(|e| failed(format!("waiting for kinit: {e}")))?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(failed(format!("kinit {}: {}", output.status, stderr.trim())));
+            return Err(failed(format!(
+                "kinit {}: {}",
+                output.status,
+                stderr.trim()
+            )));
         }
         Ok(cache)
     }

@@ -93,9 +93,7 @@ pub enum NegotiateError {
         reason: String,
     },
     /// No ticket, keytab or password gave us a Kerberos identity.
-    #[error(
-        "no kerberos credentials: {detail} (run kinit, or configure a keytab or a password)"
-    )]
+    #[error("no kerberos credentials: {detail} (run kinit, or configure a keytab or a password)")]
     NoCredentials {
         /// The security library's explanation.
         detail: String,
@@ -170,7 +168,10 @@ impl NegotiateContext {
     /// (`HTTP/proxy.example.com@EXAMPLE.COM`) for parents whose SPN differs from their name.
     /// Credentials are acquired here, so a missing ticket or a wrong password is reported now
     /// (as [`NegotiateError::NoCredentials`] or [`NegotiateError::LoginFailed`]).
-    pub fn new(service_principal: &str, creds: KerberosCredentials) -> Result<Self, NegotiateError> {
+    pub fn new(
+        service_principal: &str,
+        creds: KerberosCredentials,
+    ) -> Result<Self, NegotiateError> {
         let inner = backend::Context::new(service_principal, &creds)?;
         Ok(NegotiateContext {
             service_principal: service_principal.to_owned(),
