@@ -178,6 +178,18 @@ fn no_ticket_and_no_password_is_a_clear_error() {
 }
 
 #[test]
+fn a_whole_exchange_completes_with_the_acceptors_last_token() {
+    let Some(kdc) = kdc::Kdc::start() else { return };
+    if let Err(why) = kdc::ensure_acceptor() {
+        kdc::skip_or_fail(&why);
+        return;
+    }
+    let ccache = kdc.dir().join("alice.ccache");
+    kdc.kinit(&ccache).expect("kinit alice");
+    run_case(&kdc, "two_legs", &ccache, &[]);
+}
+
+#[test]
 fn protocol_misuse_is_refused_without_a_token() {
     let Some(kdc) = kdc::Kdc::start() else { return };
     let ccache = kdc.dir().join("alice.ccache");
@@ -225,6 +237,35 @@ fn first_token(creds: KerberosCredentials) -> Vec<u8> {
     assert!(!step.complete);
     assert!(!ctx.is_complete());
     token
+}
+
+/// Hands `token` to MIT's acceptor (`tests/support/spnego_accept.py`) and returns its answer.
+fn acceptor_answer(token: &[u8]) -> String {
+    use std::io::{BufRead, Write};
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/spnego_accept.py"
+    );
+    let mut child = Command::new(kdc::SYSTEM_PYTHON)
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting the acceptor");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    writeln!(
+        stdin,
+        "{}",
+        base64::engine::general_purpose::STANDARD.encode(token)
+    )
+    .expect("writing to the acceptor");
+    drop(stdin);
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("reading the acceptor");
+    let _ = child.wait();
+    line.trim().to_owned()
 }
 
 #[test]
@@ -298,6 +339,34 @@ fn in_realm() {
             );
             assert!(!err.to_string().contains("not-the-password"));
             eprintln!("wrong password: {err}");
+        }
+        "two_legs" => {
+            let mut ctx = NegotiateContext::new(SERVICE, KerberosCredentials::DefaultCache)
+                .expect("a context");
+            let first = ctx.step(None).expect("a first token");
+            let answer = acceptor_answer(first.token.as_deref().expect("a first token"));
+            let (verdict, token, initiator) = match answer.split(' ').collect::<Vec<_>>()[..] {
+                [verdict, token, initiator] => (verdict, token, initiator),
+                _ => panic!("acceptor said {answer:?}"),
+            };
+            assert_eq!(verdict, "COMPLETE", "{answer}");
+            assert_eq!(
+                initiator,
+                format!("{}@{}", kdc::USER, env("CNTLM_TEST_REALM"))
+            );
+            // SPNEGO's last leg: the acceptor's NegTokenResp (accept-completed) completes our
+            // side without another token from us (RFC 4178 §4.2.2).
+            assert_ne!(token, "-", "the acceptor sends its NegTokenResp");
+            let last = base64::engine::general_purpose::STANDARD
+                .decode(token)
+                .expect("base64 from the acceptor");
+            let step = ctx.step(Some(&last)).expect("the last leg");
+            assert!(step.complete && ctx.is_complete(), "{step:?}");
+            assert_eq!(step.token, None);
+            assert!(matches!(
+                ctx.step(Some(&last)),
+                Err(NegotiateError::AlreadyComplete)
+            ));
         }
         "no_credentials" => {
             let err = NegotiateContext::new(SERVICE, KerberosCredentials::DefaultCache)

@@ -82,6 +82,34 @@ pub fn ensure_tools(with_squid: bool) -> Result<(), String> {
     ))
 }
 
+/// The Python that has Debian's `python3-gssapi` (not a pyenv or venv one found on `PATH`).
+pub const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+/// Makes sure `tests/support/spnego_accept.py` can run (installs `python3-gssapi` if needed).
+pub fn ensure_acceptor() -> Result<(), String> {
+    let works = || {
+        Command::new(SYSTEM_PYTHON)
+            .args(["-c", "import gssapi"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if works() {
+        return Ok(());
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-test-deps");
+    let status = Command::new(&script).status();
+    if works() {
+        return Ok(());
+    }
+    Err(format!(
+        "{SYSTEM_PYTHON} cannot import gssapi (python3-gssapi) and {} could not install it \
+         ({status:?})",
+        script.display()
+    ))
+}
+
 /// Reports a lab that cannot run: loud, and fatal under CI where the packages must be there.
 pub fn skip_or_fail(why: &str) {
     if std::env::var_os("CI").is_some() {

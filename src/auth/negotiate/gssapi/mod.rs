@@ -4,372 +4,31 @@
 //! owns the user's ticket cache, `krb5.conf` and keytabs), and it is only reachable through C.
 //! Linking it at build time would need its headers and libclang on every build machine and
 //! would stop the binary from starting where it is absent, so the library is opened at run time
-//! and the dozen declarations below are written by hand from RFC 2744 and MIT's `gssapi.h` /
-//! `gssapi_ext.h`. Every `unsafe` block is a call into that library or the `Send` claim on the
-//! handle wrapper; each states what it relies on. No other module of cntlm uses `unsafe`.
+//! and the dozen declarations it needs (in `ffi`) are written by hand from RFC 2744 and MIT's
+//! `gssapi.h` / `gssapi_ext.h`. Every `unsafe` block is a call into that library or the `Send`
+//! claim on the handle wrapper; each states what it relies on. No module of cntlm outside this
+//! one and `ffi` uses `unsafe` (the crate lint is `deny`).
 #![allow(unsafe_code)]
 
-use std::ffi::{CString, c_char, c_int, c_void};
+use std::ffi::CString;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ptr;
-use std::sync::OnceLock;
 
-use libloading::Library;
+mod ffi;
+
+use ffi::{
+    Api, BufferDesc, GSS_C_INDEFINITE, GSS_C_INITIATE, GSS_C_ROUTINE_ERROR_MASK, GSS_S_BAD_NAME,
+    GSS_S_BAD_NAMETYPE, GSS_S_CONTINUE_NEEDED, GSS_S_CREDENTIALS_EXPIRED,
+    GSS_S_DEFECTIVE_CREDENTIAL, GSS_S_NO_CRED, KRB5_SET, KeyValueElement, KeyValueSet,
+    NT_HOSTBASED_SERVICE, NT_KRB5_PRINCIPAL, NT_USER_NAME, OmUint32, REQ_FLAGS, RawCred, RawCtx,
+    RawName, SPNEGO, SPNEGO_SET, StaticOid, StaticOidSet, api, gss_error, status_text, take_buffer,
+};
 
 use super::{KerberosCredentials, NegotiateError, NegotiateStep, kinit};
-
-/// `OM_uint32`: status codes and flags.
-type OmUint32 = u32;
-
-/// `gss_OID_desc`. Apple's headers pack GSSAPI structures to 2 bytes; everyone else uses C
-/// layout.
-#[cfg_attr(target_vendor = "apple", repr(C, packed(2)))]
-#[cfg_attr(not(target_vendor = "apple"), repr(C))]
-struct OidDesc {
-    length: OmUint32,
-    elements: *const c_void,
-}
-
-/// `gss_buffer_desc`: a length and a pointer, owned by whoever filled it.
-#[cfg_attr(target_vendor = "apple", repr(C, packed(2)))]
-#[cfg_attr(not(target_vendor = "apple"), repr(C))]
-struct BufferDesc {
-    length: usize,
-    value: *mut c_void,
-}
-
-impl BufferDesc {
-    fn empty() -> Self {
-        BufferDesc {
-            length: 0,
-            value: ptr::null_mut(),
-        }
-    }
-
-    /// A buffer pointing at `bytes`, for input parameters the library only reads.
-    fn borrowing(bytes: &[u8]) -> Self {
-        BufferDesc {
-            length: bytes.len(),
-            value: bytes.as_ptr().cast_mut().cast(),
-        }
-    }
-}
-
-/// `gss_OID_set_desc`.
-#[cfg_attr(target_vendor = "apple", repr(C, packed(2)))]
-#[cfg_attr(not(target_vendor = "apple"), repr(C))]
-struct OidSetDesc {
-    count: usize,
-    elements: *const OidDesc,
-}
-
-/// `gss_key_value_element_desc` (MIT `gssapi_ext.h`, for `gss_acquire_cred_from`).
-#[repr(C)]
-struct KeyValueElement {
-    key: *const c_char,
-    value: *const c_char,
-}
-
-/// `gss_key_value_set_desc`.
-#[repr(C)]
-struct KeyValueSet {
-    count: OmUint32,
-    elements: *const KeyValueElement,
-}
-
-/// Opaque handles (`gss_name_t`, `gss_cred_id_t`, `gss_ctx_id_t`); null is "none".
-type RawName = *mut c_void;
-type RawCred = *mut c_void;
-type RawCtx = *mut c_void;
-
-/// An OID that lives for the whole program in read-only memory.
-struct StaticOid(OidDesc);
-
-// SAFETY: the descriptor points at a `'static` byte string and nobody writes through it (the
-// library takes OIDs as input only), so sharing it between threads is sound.
-unsafe impl Sync for StaticOid {}
-
-impl StaticOid {
-    const fn new(der: &'static [u8]) -> Self {
-        StaticOid(OidDesc {
-            length: der.len() as OmUint32,
-            elements: der.as_ptr().cast(),
-        })
-    }
-
-    /// The `gss_OID` to pass; the C prototypes are not const-correct, the library only reads.
-    fn as_ptr(&'static self) -> *mut OidDesc {
-        ptr::from_ref(&self.0).cast_mut()
-    }
-}
-
-/// SPNEGO, 1.3.6.1.5.5.2 (RFC 4178): the mechanism HTTP `Negotiate` carries (RFC 4559 §4).
-static SPNEGO: StaticOid = StaticOid::new(b"\x2b\x06\x01\x05\x05\x02");
-/// `GSS_C_NT_HOSTBASED_SERVICE`, 1.2.840.113554.1.2.1.4 (RFC 2743 §4.1): `service@host`.
-static NT_HOSTBASED_SERVICE: StaticOid =
-    StaticOid::new(b"\x2a\x86\x48\x86\xf7\x12\x01\x02\x01\x04");
-/// `GSS_C_NT_USER_NAME`, 1.2.840.113554.1.2.1.1: a user principal such as `alice@REALM`.
-static NT_USER_NAME: StaticOid = StaticOid::new(b"\x2a\x86\x48\x86\xf7\x12\x01\x02\x01\x01");
-/// `GSS_KRB5_NT_PRINCIPAL_NAME`, 1.2.840.113554.1.2.2.1 (RFC 1964 §2.1.1): `HTTP/host@REALM`.
-static NT_KRB5_PRINCIPAL: StaticOid = StaticOid::new(b"\x2a\x86\x48\x86\xf7\x12\x01\x02\x02\x01");
-
-/// The Kerberos V5 mechanism, 1.2.840.113554.1.2.2 (RFC 4121).
-static KRB5: StaticOid = StaticOid::new(b"\x2a\x86\x48\x86\xf7\x12\x01\x02\x02");
-
-/// A one-mechanism set that lives for the whole program.
-struct StaticOidSet(OidSetDesc);
-// SAFETY: as for `StaticOid`: points at a `'static` descriptor, read-only.
-unsafe impl Sync for StaticOidSet {}
-
-impl StaticOidSet {
-    /// The `gss_OID_set` to pass; the library only reads it.
-    fn as_ptr(&'static self) -> *mut OidSetDesc {
-        ptr::from_ref(&self.0).cast_mut()
-    }
-}
-
-/// `{ SPNEGO }`: credentials acquired for it are usable by an SPNEGO context (MIT's mechglue
-/// hands an SPNEGO context only the SPNEGO element of a credential).
-static SPNEGO_SET: StaticOidSet = StaticOidSet(OidSetDesc {
-    count: 1,
-    elements: &SPNEGO.0,
-});
-/// `{ Kerberos }`: only used to explain a failure (see `explained`).
-static KRB5_SET: StaticOidSet = StaticOidSet(OidSetDesc {
-    count: 1,
-    elements: &KRB5.0,
-});
-
-// Status codes, RFC 2744 §3.9.1.
-const GSS_S_CONTINUE_NEEDED: OmUint32 = 1;
-const GSS_C_CALLING_ERROR_MASK: OmUint32 = 0xFF00_0000;
-const GSS_C_ROUTINE_ERROR_MASK: OmUint32 = 0x00FF_0000;
-const GSS_S_BAD_NAME: OmUint32 = 2 << 16;
-const GSS_S_BAD_NAMETYPE: OmUint32 = 3 << 16;
-const GSS_S_NO_CRED: OmUint32 = 7 << 16;
-const GSS_S_DEFECTIVE_CREDENTIAL: OmUint32 = 10 << 16;
-const GSS_S_CREDENTIALS_EXPIRED: OmUint32 = 11 << 16;
-const GSS_C_GSS_CODE: c_int = 1;
-const GSS_C_MECH_CODE: c_int = 2;
-const GSS_C_INITIATE: c_int = 1;
-/// `GSS_C_INDEFINITE`: no particular lifetime asked for.
-const GSS_C_INDEFINITE: OmUint32 = 0xFFFF_FFFF;
-/// Requested context flags: none. Mutual authentication is not asked for because proxies do
-/// not return the final SPNEGO token with their success (there is no header for it on a 200),
-/// and replay/sequence protection only concern per-message tokens, which HTTP never uses.
-const REQ_FLAGS: OmUint32 = 0;
-
-fn gss_error(major: OmUint32) -> bool {
-    major & (GSS_C_CALLING_ERROR_MASK | GSS_C_ROUTINE_ERROR_MASK) != 0
-}
-
-type ImportNameFn =
-    unsafe extern "C" fn(*mut OmUint32, *mut BufferDesc, *mut OidDesc, *mut RawName) -> OmUint32;
-type ReleaseNameFn = unsafe extern "C" fn(*mut OmUint32, *mut RawName) -> OmUint32;
-type InitSecContextFn = unsafe extern "C" fn(
-    *mut OmUint32,     // minor_status
-    RawCred,           // claimant_cred_handle
-    *mut RawCtx,       // context_handle
-    RawName,           // target_name
-    *mut OidDesc,      // mech_type
-    OmUint32,          // req_flags
-    OmUint32,          // time_req
-    *mut c_void,       // input_chan_bindings
-    *mut BufferDesc,   // input_token
-    *mut *mut OidDesc, // actual_mech_type
-    *mut BufferDesc,   // output_token
-    *mut OmUint32,     // ret_flags
-    *mut OmUint32,     // time_rec
-) -> OmUint32;
-type DeleteSecContextFn =
-    unsafe extern "C" fn(*mut OmUint32, *mut RawCtx, *mut BufferDesc) -> OmUint32;
-type ReleaseBufferFn = unsafe extern "C" fn(*mut OmUint32, *mut BufferDesc) -> OmUint32;
-type DisplayStatusFn = unsafe extern "C" fn(
-    *mut OmUint32,
-    OmUint32,
-    c_int,
-    *mut OidDesc,
-    *mut OmUint32,
-    *mut BufferDesc,
-) -> OmUint32;
-type AcquireCredFn = unsafe extern "C" fn(
-    *mut OmUint32,
-    RawName,
-    OmUint32,
-    *mut OidSetDesc,
-    c_int,
-    *mut RawCred,
-    *mut *mut OidSetDesc,
-    *mut OmUint32,
-) -> OmUint32;
-type AcquireCredWithPasswordFn = unsafe extern "C" fn(
-    *mut OmUint32,
-    RawName,
-    *mut BufferDesc,
-    OmUint32,
-    *mut OidSetDesc,
-    c_int,
-    *mut RawCred,
-    *mut *mut OidSetDesc,
-    *mut OmUint32,
-) -> OmUint32;
-type AcquireCredFromFn = unsafe extern "C" fn(
-    *mut OmUint32,
-    RawName,
-    OmUint32,
-    *mut OidSetDesc,
-    c_int,
-    *const KeyValueSet,
-    *mut RawCred,
-    *mut *mut OidSetDesc,
-    *mut OmUint32,
-) -> OmUint32;
-type ReleaseCredFn = unsafe extern "C" fn(*mut OmUint32, *mut RawCred) -> OmUint32;
-
-/// The library and the entry points we use. Lives in a `static` and is never dropped, so the
-/// function pointers stay valid for the life of the process.
-struct Api {
-    /// Keeps the library mapped.
-    _library: Library,
-    import_name: ImportNameFn,
-    release_name: ReleaseNameFn,
-    init_sec_context: InitSecContextFn,
-    delete_sec_context: DeleteSecContextFn,
-    release_buffer: ReleaseBufferFn,
-    display_status: DisplayStatusFn,
-    acquire_cred: AcquireCredFn,
-    release_cred: ReleaseCredFn,
-    /// MIT extension (also in recent Heimdal); `None` when absent.
-    acquire_cred_with_password: Option<AcquireCredWithPasswordFn>,
-    /// MIT 1.11+ extension for named caches and client keytabs; `None` when absent.
-    acquire_cred_from: Option<AcquireCredFromFn>,
-}
-
-/// Where the GSSAPI library is looked for, in order: MIT's soname (Debian, Fedora, ...),
-/// Heimdal's, then macOS's framework and a Homebrew MIT build.
-const LIBRARY_NAMES: &[&str] = &[
-    "libgssapi_krb5.so.2",
-    "libgssapi.so.3",
-    "/System/Library/Frameworks/GSS.framework/GSS",
-    "libgssapi_krb5.2.2.dylib",
-];
-
-fn api() -> Result<&'static Api, String> {
-    static API: OnceLock<Result<Api, String>> = OnceLock::new();
-    API.get_or_init(load).as_ref().map_err(Clone::clone)
-}
-
-fn load() -> Result<Api, String> {
-    let mut failures = Vec::new();
-    for name in LIBRARY_NAMES {
-        // SAFETY: opening a system GSSAPI library runs its initialisers, which are written to
-        // be loaded into any process; we open it once and never unload it.
-        match unsafe { Library::new(*name) } {
-            Ok(library) => return resolve(library).map_err(|e| format!("{name}: {e}")),
-            Err(e) => failures.push(e.to_string()),
-        }
-    }
-    Err(format!(
-        "no GSSAPI library found (install MIT Kerberos, e.g. libgssapi-krb5-2): {}",
-        failures.join("; ")
-    ))
-}
-
-fn resolve(library: Library) -> Result<Api, String> {
-    /// Looks a symbol up and copies the function pointer out.
-    ///
-    /// SAFETY (for every use below): `T` is the function type declared above from the
-    /// symbol's C prototype in RFC 2744 / MIT `gssapi_ext.h`.
-    unsafe fn symbol<T: Copy>(library: &Library, name: &str) -> Result<T, String> {
-        // SAFETY: see the function's contract.
-        unsafe { library.get::<T>(name) }
-            .map(|s| *s)
-            .map_err(|e| format!("missing {name}: {e}"))
-    }
-    // SAFETY: each type matches its symbol's prototype (see `symbol`).
-    unsafe {
-        Ok(Api {
-            import_name: symbol(&library, "gss_import_name")?,
-            release_name: symbol(&library, "gss_release_name")?,
-            init_sec_context: symbol(&library, "gss_init_sec_context")?,
-            delete_sec_context: symbol(&library, "gss_delete_sec_context")?,
-            release_buffer: symbol(&library, "gss_release_buffer")?,
-            display_status: symbol(&library, "gss_display_status")?,
-            acquire_cred: symbol(&library, "gss_acquire_cred")?,
-            release_cred: symbol(&library, "gss_release_cred")?,
-            acquire_cred_with_password: symbol(&library, "gss_acquire_cred_with_password").ok(),
-            acquire_cred_from: symbol(&library, "gss_acquire_cred_from").ok(),
-            _library: library,
-        })
-    }
-}
 
 /// `Ok` when the library loaded, else why not.
 pub(super) fn availability() -> Result<(), String> {
     api().map(|_| ())
-}
-
-/// The library's own words for a status pair (`gss_display_status`, RFC 2744 §5.11).
-fn status_text(api: &Api, major: OmUint32, minor: OmUint32) -> String {
-    let mut parts = Vec::new();
-    for (code, kind) in [(major, GSS_C_GSS_CODE), (minor, GSS_C_MECH_CODE)] {
-        if code == 0 && kind == GSS_C_MECH_CODE {
-            continue;
-        }
-        let mut message_context: OmUint32 = 0;
-        // The library hands messages out one at a time; a handful is all there ever is.
-        for _ in 0..8 {
-            let mut ignored_minor = 0;
-            let mut text = BufferDesc::empty();
-            // SAFETY: all pointers are to live locals; `text` is released below.
-            let status = unsafe {
-                (api.display_status)(
-                    &mut ignored_minor,
-                    code,
-                    kind,
-                    ptr::null_mut(),
-                    &mut message_context,
-                    &mut text,
-                )
-            };
-            if gss_error(status) {
-                break;
-            }
-            // SAFETY: on success `text` holds a library-owned buffer of `length` bytes.
-            let bytes = unsafe { take_buffer(api, &mut text) };
-            let line = String::from_utf8_lossy(&bytes).trim().to_owned();
-            if !line.is_empty() {
-                parts.push(line);
-            }
-            if message_context == 0 {
-                break;
-            }
-        }
-    }
-    if parts.is_empty() {
-        format!("major status {major:#010x}, minor status {minor}")
-    } else {
-        parts.join(": ")
-    }
-}
-
-/// Copies a library-owned output buffer and releases it.
-///
-/// # Safety
-/// `buffer` is empty or was filled by the library (`value` points at `length` readable bytes
-/// that `gss_release_buffer` frees).
-unsafe fn take_buffer(api: &Api, buffer: &mut BufferDesc) -> Vec<u8> {
-    let bytes = if buffer.value.is_null() || buffer.length == 0 {
-        Vec::new()
-    } else {
-        // SAFETY: the caller's contract.
-        unsafe { std::slice::from_raw_parts(buffer.value.cast::<u8>(), buffer.length) }.to_vec()
-    };
-    let mut minor = 0;
-    // SAFETY: releasing a library-filled (or empty) buffer once; it is emptied afterwards.
-    unsafe { (api.release_buffer)(&mut minor, buffer) };
-    *buffer = BufferDesc::empty();
-    bytes
 }
 
 /// Maps a failed acquisition to the error a user can act on.
@@ -744,5 +403,19 @@ impl Drop for Context {
         // SAFETY: `raw` came from gss_init_sec_context and is deleted exactly once; no output
         // token is wanted (GSS_C_NO_BUFFER).
         unsafe { (self.api.delete_sec_context)(&mut minor, &mut self.raw, ptr::null_mut()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keytab_caches_are_per_keytab_and_principal() {
+        let a = keytab_cache_name("/k1", None);
+        assert_eq!(a, keytab_cache_name("/k1", None));
+        assert_ne!(a, keytab_cache_name("/k2", None));
+        assert_ne!(a, keytab_cache_name("/k1", Some("robot")));
+        assert!(a.starts_with("MEMORY:"));
     }
 }
