@@ -53,6 +53,8 @@ fn run_case(
         "case {case} failed:\n{text}\n--- kdc.log ---\n{}",
         kdc.log()
     );
+    // Shown with --nocapture: the child's own diagnostics.
+    eprintln!("{text}");
     text
 }
 

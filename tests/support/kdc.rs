@@ -127,6 +127,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Runs `start` up to three times: a port found free can be taken by someone else before the
+/// daemon binds it, and then the daemon exits and we try again on a new port.
+fn with_port_retries<T>(mut start: impl FnMut() -> Result<T, String>) -> Result<T, String> {
+    let mut errors = Vec::new();
+    for _ in 0..3 {
+        match start() {
+            Ok(started) => return Ok(started),
+            Err(e) => errors.push(e),
+        }
+    }
+    Err(errors.join("\n--- next attempt ---\n"))
+}
+
 /// Waits until something accepts on `127.0.0.1:port`, or `child` exits, or the deadline passes.
 fn wait_listening(child: &mut Child, port: u16, what: &str, log: &Path) -> Result<(), String> {
     let deadline = Instant::now() + START_DEADLINE;
@@ -212,7 +225,9 @@ impl Kdc {
             skip_or_fail(&why);
             return None;
         }
-        Some(Kdc::create().unwrap_or_else(|e| panic!("starting the test KDC: {e}")))
+        Some(
+            with_port_retries(Kdc::create).unwrap_or_else(|e| panic!("starting the test KDC: {e}")),
+        )
     }
 
     fn create() -> Result<Kdc, String> {
@@ -379,12 +394,17 @@ impl Squid {
             skip_or_fail(&why);
             return None;
         }
-        Some(Squid::create(kdc).unwrap_or_else(|e| panic!("starting Squid: {e}")))
+        Some(
+            with_port_retries(|| Squid::create(kdc))
+                .unwrap_or_else(|e| panic!("starting Squid: {e}")),
+        )
     }
 
     fn create(kdc: &Kdc) -> Result<Squid, String> {
         use std::os::unix::fs::PermissionsExt;
-        let dir = kdc.dir().join("squid");
+        let port = free_port();
+        // One directory per attempt, so a retry never meets a previous attempt's pid file.
+        let dir = kdc.dir().join(format!("squid-{port}"));
         std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
         // Squid started as root runs as its own user (Debian: `proxy`), as does its helper:
         // that user must reach the realm directory, read the keytab and write Squid's logs.
@@ -396,7 +416,6 @@ impl Squid {
         world_readable(&kdc.krb5_conf, 0o644)?;
         world_readable(&kdc.http_keytab, 0o644)?;
         world_readable(&dir, 0o777)?;
-        let port = free_port();
         let conf = dir.join("squid.conf");
         let d = dir.display();
         std::fs::write(
