@@ -4,11 +4,13 @@
 //! Layout, one concern per module:
 //! - `auth`: credentials and secrets; `auth::ntlm` is the NTLM engine.
 //! - `config`: the resolved `Config` and the CNTLM config-file reader.
+//! - `cli`: CNTLM's command-line flags, validated into config settings.
 //!
 //! The library never reads argv, the environment or files on its own: `main.rs` resolves a
 //! `Config` and hands it to `run`.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod proxy;
 

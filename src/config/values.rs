@@ -411,7 +411,10 @@ mod tests {
             one("127.0.0.1"),
             vec!["127.0.0.1/32".parse::<IpNet>().expect("test net")]
         );
-        assert_eq!(one("fd00::/8"), vec!["fd00::/8".parse::<IpNet>().expect("test net")]);
+        assert_eq!(
+            one("fd00::/8"),
+            vec!["fd00::/8".parse::<IpNet>().expect("test net")]
+        );
         assert_eq!(one("*").len(), 2);
         assert_eq!(one("0/0"), one("*"));
         let loose = parse_acl("10.1.2.3/8").expect("valid");
