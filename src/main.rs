@@ -135,7 +135,9 @@ fn system_config() -> Option<PathBuf> {
 fn describe(source: &ConfigSource) -> String {
     match source {
         ConfigSource::Named(path) => format!("config file {}", path.display()),
-        ConfigSource::SystemDefault(path) => format!("config file {} (the default)", path.display()),
+        ConfigSource::SystemDefault(path) => {
+            format!("config file {} (the default)", path.display())
+        }
         ConfigSource::None => "no config file".to_string(),
     }
 }
@@ -281,7 +283,11 @@ fn run_proxy(
         return Ok(ExitCode::FAILURE);
     }
     init_logging(args)?;
-    tracing::info!("cntlm {} using {}", env!("CARGO_PKG_VERSION"), describe(source));
+    tracing::info!(
+        "cntlm {} using {}",
+        env!("CARGO_PKG_VERSION"),
+        describe(source)
+    );
     for warning in &report.warnings {
         tracing::warn!("{warning}");
     }
@@ -294,7 +300,10 @@ fn run_proxy(
     if !args.foreground && !args.verbose {
         tracing::info!("running in the foreground: background (daemon) mode is not available yet");
     }
-    for (flag, given) in [("-P", args.pid_file.is_some()), ("-U", args.run_as.is_some())] {
+    for (flag, given) in [
+        ("-P", args.pid_file.is_some()),
+        ("-U", args.run_as.is_some()),
+    ] {
         if given {
             tracing::warn!("{flag} is not available yet; ignored");
         }
@@ -331,7 +340,11 @@ fn init_logging(args: &Args) -> anyhow::Result<()> {
             println!("Redirecting all output to {}", path.display());
             let mut file = std::fs::File::create(path)
                 .with_context(|| format!("cannot create trace file {}", path.display()))?;
-            writeln!(file, "cntlm debug trace, version {}.", env!("CARGO_PKG_VERSION"))?;
+            writeln!(
+                file,
+                "cntlm debug trace, version {}.",
+                env!("CARGO_PKG_VERSION")
+            )?;
             builder
                 .with_ansi(false)
                 .with_writer(std::sync::Mutex::new(file))
