@@ -266,3 +266,15 @@ fn magic_is_reported_as_not_available_yet() {
     );
     assert!(out.1.contains("not available yet"), "{out:?}");
 }
+
+#[test]
+fn command_line_overrides_the_file_and_file_password_serves_h_at_eof() {
+    let file = config_file("Username fileuser\nDomain corp-uk\nPassword password\n");
+    let path = file.path().to_str().expect("utf-8 temp path");
+    let out = stdout_of(
+        cntlm()
+            .args(["-c", path, "-H", "-u", "testuser"])
+            .write_stdin(""),
+    );
+    assert_eq!(out, DOCUMENTED_H);
+}
