@@ -20,7 +20,7 @@ use cntlm::auth::ntlm::hashes;
 use cntlm::cli::{self, Args};
 use cntlm::config::keywords::{self, FileSettings};
 use cntlm::config::report::{Origin, Report};
-use cntlm::config::settings::{Settings, check_credentials};
+use cntlm::config::settings::{Settings, Sources, check_credentials, load_sources};
 
 fn main() -> ExitCode {
     match real_main() {
@@ -63,18 +63,24 @@ fn real_main() -> anyhow::Result<ExitCode> {
     }
 
     let source = locate_config(args.config.as_deref());
-    let file = match &source {
-        ConfigSource::Named(path) | ConfigSource::SystemDefault(path) => {
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("cannot read config file {}", path.display()))?;
-            keywords::read_file(&path.display().to_string(), &bytes)
-        }
-        ConfigSource::None => FileSettings::default(),
+    let contents = match &source {
+        ConfigSource::Named(path) | ConfigSource::SystemDefault(path) => Some((
+            path.display().to_string(),
+            std::fs::read(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?,
+        )),
+        ConfigSource::None => None,
     };
-    let (cli_settings, cli_report) = args.to_settings();
-    let mut report = file.report.clone();
-    report.extend(cli_report);
-    let settings = cli_settings.over(file.settings.clone());
+    let Sources {
+        settings,
+        file,
+        report,
+    } = load_sources(
+        &args,
+        contents
+            .as_ref()
+            .map(|(name, bytes)| (name.as_str(), bytes.as_slice())),
+    );
 
     if args.check_config {
         return Ok(check_config(&args, &source, &file, settings, report));

@@ -10,6 +10,8 @@
 
 use crate::auth::ntlm::hashes::HashFormat;
 use crate::auth::{Credentials, Hash16, NtlmDialect, Password};
+use crate::cli::Args;
+use crate::config::keywords::{FileSettings, read_file};
 use crate::config::report::{Origin, Report, ValueError};
 use crate::config::values::{Exposure, ListenSpec, TunnelRaw};
 use crate::config::{
@@ -195,6 +197,34 @@ impl Settings {
             serialize: self.serialize.unwrap_or(false),
             limits: Limits::default(),
         }
+    }
+}
+
+/// The merged settings of every source, with the findings of each.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// Command line over file, not yet resolved (main may still add a `-I` password).
+    pub settings: Settings,
+    /// The file alone, for `--check-config`'s hash-format advice.
+    pub file: FileSettings,
+    /// Errors and warnings of the file and the command line together.
+    pub report: Report,
+}
+
+/// Reads the config file contents (`(name for messages, bytes)`, or none) and the command
+/// line into merged `Sources`: the one entry point for start-up and, later, reload.
+pub fn load_sources(args: &Args, file: Option<(&str, &[u8])>) -> Sources {
+    let file = match file {
+        Some((name, bytes)) => read_file(name, bytes),
+        None => FileSettings::default(),
+    };
+    let (cli, cli_report) = args.to_settings();
+    let mut report = file.report.clone();
+    report.extend(cli_report);
+    Sources {
+        settings: cli.over(file.settings.clone()),
+        file,
+        report,
     }
 }
 
