@@ -222,7 +222,11 @@ fn print_hashes(settings: Settings) -> anyhow::Result<ExitCode> {
     stdout.write_all(b"Password: ")?;
     stdout.flush()?;
     let answer = read_password_answer()?;
-    stdout.write_all(b"\n")?;
+    // CNTLM prints "\n" after the answer. When both ends are the terminal, rpassword's
+    // no-echo mode already echoed the Enter (ECHONL), so a second one would leave a gap.
+    if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        stdout.write_all(b"\n")?;
+    }
     stdout.flush()?;
     let password = match (answer, settings.password.clone()) {
         (Some(answer), _) if !answer.is_empty() => answer,
