@@ -4,6 +4,7 @@
 //! Layout, one concern per module:
 //! - `auth`: credentials and secrets; `auth::ntlm` is the NTLM engine.
 //! - `config`: the resolved `Config` and the CNTLM config-file reader.
+//! - `shutdown`: SIGTERM/SIGINT drain and SIGHUP reload, as state tasks can await.
 //! - `socks5`: the SOCKS5 server side (RFC 1928 CONNECT, RFC 1929 user/pass) for `-O`.
 //!
 //! The library never reads argv, the environment or files on its own: `main.rs` resolves a
@@ -12,6 +13,7 @@
 pub mod auth;
 pub mod config;
 pub mod proxy;
+pub mod shutdown;
 pub mod socks5;
 
 pub use proxy::run;
