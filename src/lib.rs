@@ -4,6 +4,7 @@
 //! Layout, one concern per module:
 //! - `auth`: credentials and secrets; `auth::ntlm` is the NTLM engine.
 //! - `config`: the resolved `Config` and the CNTLM config-file reader.
+//! - `daemon` (Unix): detaching, the `-P` pid file, `-U` privilege drop, syslog.
 //! - `shutdown`: SIGTERM/SIGINT drain and SIGHUP reload, as state tasks can await.
 //! - `socks5`: the SOCKS5 server side (RFC 1928 CONNECT, RFC 1929 user/pass) for `-O`.
 //!
@@ -12,6 +13,8 @@
 
 pub mod auth;
 pub mod config;
+#[cfg(unix)]
+pub mod daemon;
 pub mod proxy;
 pub mod shutdown;
 pub mod socks5;
