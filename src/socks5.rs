@@ -131,9 +131,19 @@ impl Socks5Reply {
 /// Why a SOCKS5 connection ended without a tunnel.
 #[derive(Debug, thiserror::Error)]
 pub enum Socks5Error {
-    /// Reading from or writing to the client failed (an early EOF included).
-    #[error("client connection failed")]
+    /// Reading from or writing to the client during the handshake failed (an early EOF
+    /// included).
+    #[error("SOCKS5 client connection failed")]
     Io(#[from] io::Error),
+    /// An unauthenticated SOCKS5 listener on a non-loopback address: anyone who can reach
+    /// it could use the parent proxy with our credentials.
+    #[error(
+        "SOCKS5 listener {addr} would be open to anyone: configure SOCKS5Users (-R) or bind it to a loopback address"
+    )]
+    OpenToTheNetwork {
+        /// The listen address refused.
+        addr: SocketAddr,
+    },
     /// The first byte was not 5 (perhaps a SOCKS4 client or an HTTP request).
     #[error("not a SOCKS5 client (version byte {0:#04x})")]
     BadVersion(u8),
@@ -167,6 +177,30 @@ pub enum Socks5Error {
         #[source]
         source: io::Error,
     },
+    /// The tunnel failed after the success reply (either side reset, say).
+    #[error("tunnel to {target} failed")]
+    Tunnel {
+        /// Where the client was connected.
+        target: Socks5Target,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Refuses to start an unauthenticated SOCKS5 listener anywhere but on loopback.
+///
+/// CNTLM 0.92.3 only logs "SOCKS5 proxy will NOT require any authentication", even on
+/// 0.0.0.0, and with its misspelled `SOCKS5User` keyword a user may believe the port is
+/// protected when it is not (cntlm-compat.md §2.4).
+pub fn check_listen_address(
+    addr: SocketAddr,
+    users: &[(String, Password)],
+) -> Result<(), Socks5Error> {
+    if users.is_empty() && !addr.ip().is_loopback() {
+        return Err(Socks5Error::OpenToTheNetwork { addr });
+    }
+    Ok(())
 }
 
 /// RFC 1928 §3 method selection, then RFC 1929 §2 when users are configured.
@@ -410,7 +444,10 @@ where
     let unspecified = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
     reply(&mut client, Socks5Reply::Succeeded(unspecified)).await?;
     let (client_to_target, target_to_client) =
-        tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+        match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            Ok(counts) => counts,
+            Err(source) => return Err(Socks5Error::Tunnel { target, source }),
+        };
     Ok(Socks5Session {
         auth,
         target,

@@ -268,6 +268,20 @@ fn rfc1928_6_connect_errors_map_to_reply_codes() {
 }
 
 #[test]
+fn unauthenticated_listeners_only_on_loopback() {
+    let lan: SocketAddr = "0.0.0.0:1080".parse().expect("literal");
+    let local: SocketAddr = "127.0.0.1:1080".parse().expect("literal");
+    let local6: SocketAddr = "[::1]:1080".parse().expect("literal");
+    assert!(matches!(
+        check_listen_address(lan, &[]),
+        Err(Socks5Error::OpenToTheNetwork { addr }) if addr == lan
+    ));
+    assert!(check_listen_address(local, &[]).is_ok());
+    assert!(check_listen_address(local6, &[]).is_ok());
+    assert!(check_listen_address(lan, &users()).is_ok());
+}
+
+#[test]
 fn constant_time_eq_compares_whole_strings() {
     assert!(constant_time_eq(b"secret", b"secret"));
     assert!(!constant_time_eq(b"secret", b"secre"));

@@ -132,7 +132,11 @@ fn test_side() {
     let pid: i32 = field("pid").parse().expect("pid");
     let mut guard = KillDaemon(Some(pid));
 
-    assert_eq!(field("sid"), pid.to_string(), "setsid made the daemon a session leader");
+    assert_eq!(
+        field("sid"),
+        pid.to_string(),
+        "setsid made the daemon a session leader"
+    );
     assert_eq!(field("cwd"), "/", "chdir /");
     assert_eq!(field("stdin"), "/dev/null", "stdio on /dev/null");
     if nix::unistd::geteuid().is_root() {
@@ -141,19 +145,29 @@ fn test_side() {
     }
     let pidfile = dir.path().join("cntlm.pid");
     let written = std::fs::read_to_string(&pidfile).expect("pid file exists");
-    assert_eq!(written, format!("{pid}\n"), "the pid file names the daemon, not its parent");
+    assert_eq!(
+        written,
+        format!("{pid}\n"),
+        "the pid file names the daemon, not its parent"
+    );
 
     let mut line = vec![0u8; 1024];
     let n = log.recv(&mut line).expect("a syslog line");
     let line = String::from_utf8_lossy(&line[..n]).into_owned();
     assert!(line.starts_with("<30>"), "daemon.info: {line}");
-    assert!(line.ends_with(&format!(" cntlm[{pid}]: probe detached")), "{line}");
+    assert!(
+        line.ends_with(&format!(" cntlm[{pid}]: probe detached")),
+        "{line}"
+    );
 
     (&stream).write_all(b"go\n").expect("go");
     let mut done = String::new();
     reader.read_line(&mut done).expect("done");
     assert_eq!(done, "done\n");
-    assert!(!pidfile.exists(), "the pid file was removed on a clean exit");
+    assert!(
+        !pidfile.exists(),
+        "the pid file was removed on a clean exit"
+    );
     guard.0 = None;
     println!("test daemon_detach ... ok\n\ntest result: ok. 1 passed; 0 failed");
 }
