@@ -93,7 +93,10 @@ mod tests {
         let cache = ResultCache::new(Duration::from_secs(60));
         let t0 = Instant::now();
         cache.put("k".into(), Ok(vec![PacProxy::Direct]), t0);
-        assert_eq!(cache.get("k", t0 + Duration::from_secs(59)), Some(Ok(vec![PacProxy::Direct])));
+        assert_eq!(
+            cache.get("k", t0 + Duration::from_secs(59)),
+            Some(Ok(vec![PacProxy::Direct]))
+        );
         assert_eq!(cache.get("k", t0 + Duration::from_secs(60)), None);
         cache.clear();
         assert_eq!(cache.get("k", t0), None);

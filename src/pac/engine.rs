@@ -86,7 +86,10 @@ impl PacEngine {
             })
             .map_err(|_| PacError::EngineGone)?;
         ready_rx.recv().map_err(|_| PacError::EngineGone)??;
-        Ok(PacEngine { jobs: job_tx, cache })
+        Ok(PacEngine {
+            jobs: job_tx,
+            cache,
+        })
     }
 
     /// Evaluates `FindProxyForURL(url, host)` (or `FindProxyForURLEx` when the script defines

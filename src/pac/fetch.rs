@@ -281,7 +281,10 @@ impl PacLoader {
     /// returned for logging.
     pub async fn refresh(&mut self) -> Result<Refresh, PacFetchError> {
         let (script, origin) = load_pac(&self.source, self.timeout).await?;
-        let changed = self.last_good.as_ref().is_none_or(|old| old.script != script);
+        let changed = self
+            .last_good
+            .as_ref()
+            .is_none_or(|old| old.script != script);
         self.last_good = Some(LoadedPac {
             script,
             loaded_at: SystemTime::now(),

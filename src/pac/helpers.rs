@@ -138,8 +138,14 @@ mod tests {
 
     #[test]
     fn glob_stars_and_question_marks() {
-        assert!(glob_match("http://home.netscape.com/people/ari/index.html", "*/ari/*"));
-        assert!(!glob_match("http://home.netscape.com/people/montulli/index.html", "*/ari/*"));
+        assert!(glob_match(
+            "http://home.netscape.com/people/ari/index.html",
+            "*/ari/*"
+        ));
+        assert!(!glob_match(
+            "http://home.netscape.com/people/montulli/index.html",
+            "*/ari/*"
+        ));
         assert!(glob_match("abc", "a?c"));
         assert!(!glob_match("abbc", "a?c"));
         assert!(glob_match("", "*"));

@@ -59,7 +59,10 @@ impl PacNetwork for SystemNetwork {
         // dns_timeout; the thread finishes on its own and its answer is dropped.
         if self.in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_LOOKUPS_IN_FLIGHT {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            tracing::warn!(host, "PAC DNS lookup refused: too many lookups still hanging");
+            tracing::warn!(
+                host,
+                "PAC DNS lookup refused: too many lookups still hanging"
+            );
             return Vec::new();
         }
         let (tx, rx) = mpsc::channel();

@@ -70,15 +70,18 @@ function isInNet(host, pattern, mask) {
   return __cntlm_in_net(ip, String(pattern), String(mask));
 }
 
+// host may also be an address list such as myIpAddressEx() returns; any member may match.
 function isInNetEx(host, prefix) {
-  var all = dnsResolveEx(host);
+  host = String(host);
+  var all = host.indexOf(";") >= 0 ? host : dnsResolveEx(host);
   if (all === "") return false;
   return __cntlm_in_net_ex(all, String(prefix));
 }
 
 function sortIpAddressList(list) {
   var sorted = __cntlm_sort(String(list));
-  return sorted === null ? false : sorted;
+  // A Rust None arrives as undefined.
+  return sorted == null ? false : sorted;
 }
 
 function getClientVersion() {

@@ -300,7 +300,10 @@ mod tests {
     #[test]
     fn empty_result_means_direct() {
         assert_eq!(parse_pac_result("").expect("valid"), vec![PacProxy::Direct]);
-        assert_eq!(parse_pac_result(" ; ").expect("valid"), vec![PacProxy::Direct]);
+        assert_eq!(
+            parse_pac_result(" ; ").expect("valid"),
+            vec![PacProxy::Direct]
+        );
     }
 
     #[test]
@@ -357,9 +360,8 @@ mod tests {
     fn proxy_strategy() -> impl Strategy<Value = PacProxy> {
         prop_oneof![
             Just(PacProxy::Direct),
-            (kind_strategy(), "[a-z0-9][a-z0-9.-]{0,20}", 1u16..).prop_map(|(kind, host, port)| {
-                PacProxy::Proxy { kind, host, port }
-            }),
+            (kind_strategy(), "[a-z0-9][a-z0-9.-]{0,20}", 1u16..)
+                .prop_map(|(kind, host, port)| { PacProxy::Proxy { kind, host, port } }),
             (kind_strategy(), any::<std::net::Ipv6Addr>(), 1u16..).prop_map(|(kind, ip, port)| {
                 PacProxy::Proxy {
                     kind,

@@ -31,6 +31,9 @@ mod tests {
     #[test]
     fn escapes_everything_that_could_end_the_string() {
         let pac = served_pac("a\"b\\c\n;</");
-        assert!(pac.contains(r#""a\u0022b\u005cc\u000a\u003b\u003c\u002f""#), "{pac}");
+        assert!(
+            pac.contains(r#""a\u0022b\u005cc\u000a\u003b\u003c\u002f""#),
+            "{pac}"
+        );
     }
 }
