@@ -50,6 +50,8 @@ impl FakeNetwork {
 
 impl PacNetwork for FakeNetwork {
     fn resolve(&self, host: &str) -> Vec<IpAddr> {
+        // Stands for a buggy injected resolver.
+        assert_ne!(host, "panic.example", "the fake resolver panics on request");
         self.lookups.lock().expect("lock").push(host.to_owned());
         self.hosts.get(host).cloned().unwrap_or_default()
     }
@@ -511,4 +513,90 @@ async fn the_served_pac_points_at_cntlm_then_direct() {
     .expect("loads");
     let got = v6.find_proxy("http://a/", "a").await;
     assert_eq!(got, Ok(vec![http("::1", 3128), PacProxy::Direct]));
+}
+
+#[tokio::test]
+async fn deep_recursion_is_a_script_error_not_a_crash() {
+    let script = "function down(n) { return down(n + 1) + 1; } \
+                  function FindProxyForURL(url, host) { \
+                  if (host == 'deep') return down(0); return 'DIRECT'; }";
+    let pac = PacEngine::new(
+        script.into(),
+        options(Arc::new(FakeNetwork::default()), thursday_night()),
+    )
+    .expect("loads");
+    let got = pac.find_proxy("http://deep/", "deep").await;
+    match got {
+        Err(PacError::Script { message }) => assert!(message.contains("stack"), "{message}"),
+        other => panic!("expected a stack overflow error, got {other:?}"),
+    }
+    assert_eq!(
+        pac.find_proxy("http://x/", "x").await,
+        Ok(vec![PacProxy::Direct])
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_resolver_fails_one_call_and_the_engine_survives() {
+    let script = "function FindProxyForURL(url, host) { \
+                  return isResolvable(host) ? 'PROXY p:1' : 'DIRECT'; }";
+    let pac = PacEngine::new(
+        script.into(),
+        options(Arc::new(FakeNetwork::corporate()), thursday_night()),
+    )
+    .expect("loads");
+    let got = pac
+        .find_proxy("http://panic.example/", "panic.example")
+        .await;
+    assert!(matches!(got, Err(PacError::Script { .. })), "{got:?}");
+    let got = pac
+        .find_proxy("http://app.corp.example/", "app.corp.example")
+        .await;
+    assert_eq!(got, Ok(vec![http("p", 1)]));
+}
+
+/// Log lines written by any thread of this test binary (the engine logs from its own thread).
+static CAPTURED_LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct CaptureWriter;
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURED_LOG
+            .lock()
+            .expect("log lock")
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn alert_goes_to_the_log() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(|| CaptureWriter)
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("first subscriber");
+    });
+    let script =
+        "function FindProxyForURL(url, host) { alert('checking ' + host); return 'DIRECT'; }";
+    let pac = PacEngine::new(
+        script.into(),
+        options(Arc::new(FakeNetwork::default()), thursday_night()),
+    )
+    .expect("loads");
+    pac.find_proxy("http://alerted.example/", "alerted.example")
+        .await
+        .expect("direct");
+    let log = String::from_utf8_lossy(&CAPTURED_LOG.lock().expect("log lock")).into_owned();
+    assert!(
+        log.contains("PAC alert: checking alerted.example"),
+        "log was: {log}"
+    );
 }

@@ -10,6 +10,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::{Arc, mpsc};
 use std::time::Instant;
@@ -70,10 +71,22 @@ impl PacEngine {
                 let _ = ready_tx.send(Ok(()));
                 drop(ready_tx);
                 while let Ok(job) = job_rx.recv() {
-                    let outcome = sandbox.find_proxy(&job.url, &job.host);
-                    if let Err(e @ (PacError::Timeout { .. } | PacError::MemoryLimit { .. })) =
-                        &outcome
-                    {
+                    // A panic in an injected PacNetwork or PacClock must not kill the engine:
+                    // it fails this call, and the sandbox is rebuilt like after a timeout.
+                    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        sandbox.find_proxy(&job.url, &job.host)
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(PacError::Script {
+                            message: "the PAC engine panicked".to_owned(),
+                        })
+                    });
+                    let rebuild = match &outcome {
+                        Err(PacError::Timeout { .. } | PacError::MemoryLimit { .. }) => true,
+                        Err(PacError::Script { message }) => message == "the PAC engine panicked",
+                        _ => false,
+                    };
+                    if let (true, Err(e)) = (rebuild, &outcome) {
                         tracing::warn!(host = %job.host, "PAC evaluation stopped: {e}; reloading the script");
                         match Sandbox::load(&script, &options) {
                             Ok(fresh) => sandbox = fresh,

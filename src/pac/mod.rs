@@ -14,6 +14,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::ParentProxy;
+
 pub mod fetch;
 mod network;
 pub mod result;
@@ -105,9 +107,10 @@ pub struct PacOptions {
 }
 
 impl PacOptions {
-    /// Defaults on the system resolver and clock; `myIpAddress` is the address used toward
-    /// `my_ip_target` (usually the first parent), or 127.0.0.1 without one.
-    pub fn system(my_ip_target: Option<(String, u16)>) -> PacOptions {
+    /// Defaults on the system resolver and clock; `myIpAddress` is the address the OS would
+    /// use toward `my_ip_target` (usually the first configured parent, or a corporate host the
+    /// user names), or 127.0.0.1 without one.
+    pub fn system(my_ip_target: Option<ParentProxy>) -> PacOptions {
         PacOptions {
             time_limit: DEFAULT_TIME_LIMIT,
             memory_limit: DEFAULT_MEMORY_LIMIT,

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::config::ParentProxy;
+
 /// DNS and local addresses as the PAC helper functions see them.
 ///
 /// Methods are called on the engine thread and block it, so they must bound their own time.
@@ -32,7 +34,7 @@ const MAX_LOOKUPS_IN_FLIGHT: usize = 4;
 #[derive(Debug, Clone)]
 pub struct SystemNetwork {
     /// Where `myIpAddress` looks from: usually the first parent proxy.
-    my_ip_target: Option<(String, u16)>,
+    my_ip_target: Option<ParentProxy>,
     /// Longest one lookup may take.
     dns_timeout: Duration,
     /// Lookups currently running on their helper threads (including abandoned ones).
@@ -41,7 +43,7 @@ pub struct SystemNetwork {
 
 impl SystemNetwork {
     /// A resolver with `dns_timeout` per lookup; `myIpAddress` looks toward `my_ip_target`.
-    pub fn new(my_ip_target: Option<(String, u16)>, dns_timeout: Duration) -> SystemNetwork {
+    pub fn new(my_ip_target: Option<ParentProxy>, dns_timeout: Duration) -> SystemNetwork {
         SystemNetwork {
             my_ip_target,
             dns_timeout,
@@ -96,16 +98,16 @@ impl PacNetwork for SystemNetwork {
     }
 
     fn my_ip_addresses(&self) -> Vec<IpAddr> {
-        let Some((host, port)) = &self.my_ip_target else {
+        let Some(target) = &self.my_ip_target else {
             return Vec::new();
         };
-        let targets = self.resolve(host);
+        let targets = self.resolve(&target.host);
         let mut mine = Vec::new();
         for family_v4 in [true, false] {
-            let Some(target) = targets.iter().find(|ip| ip.is_ipv4() == family_v4) else {
+            let Some(ip) = targets.iter().find(|ip| ip.is_ipv4() == family_v4) else {
                 continue;
             };
-            if let Some(local) = local_address_toward(SocketAddr::new(*target, *port)) {
+            if let Some(local) = local_address_toward(SocketAddr::new(*ip, target.port)) {
                 mine.push(local);
             }
         }
@@ -218,7 +220,11 @@ mod tests {
 
     #[test]
     fn system_network_my_ip_toward_a_loopback_parent() {
-        let net = SystemNetwork::new(Some(("127.0.0.1".into(), 3128)), Duration::from_secs(1));
+        let parent = ParentProxy {
+            host: "127.0.0.1".into(),
+            port: 3128,
+        };
+        let net = SystemNetwork::new(Some(parent), Duration::from_secs(1));
         assert_eq!(net.my_ip_addresses(), vec![IpAddr::from([127, 0, 0, 1])]);
     }
 
