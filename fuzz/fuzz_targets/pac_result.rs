@@ -11,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(proxies) = parse_pac_result(text) {
-        assert!(!proxies.is_empty(), "an accepted result names at least one route");
+        assert!(
+            !proxies.is_empty(),
+            "an accepted result names at least one route"
+        );
         let shown = proxies
             .iter()
             .map(PacProxy::to_string)
