@@ -600,3 +600,28 @@ async fn alert_goes_to_the_log() {
         "log was: {log}"
     );
 }
+
+#[tokio::test]
+async fn queued_calls_for_a_looping_origin_cost_one_time_limit() {
+    let network = Arc::new(FakeNetwork::corporate());
+    let script = "function FindProxyForURL(url, host) { \
+                  dnsResolve('count.example'); \
+                  if (host == 'loop.example') for (;;) {} \
+                  return 'DIRECT'; }";
+    let mut opts = options(Arc::clone(&network), thursday_night());
+    opts.time_limit = Duration::from_millis(300);
+    opts.cache_ttl = Duration::from_secs(3600);
+    let pac = Arc::new(PacEngine::new(script.into(), opts).expect("loads"));
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let pac = Arc::clone(&pac);
+        tasks.push(tokio::spawn(async move {
+            pac.find_proxy("http://loop.example/", "loop.example").await
+        }));
+    }
+    for task in tasks {
+        let got = task.await.expect("task");
+        assert!(matches!(got, Err(PacError::Timeout { .. })), "{got:?}");
+    }
+    assert_eq!(network.lookups_of("count.example"), 1);
+}

@@ -35,12 +35,14 @@ const MAX_ALERT_LEN: usize = 1024;
 pub struct PacEngine {
     /// Requests for the engine thread.
     jobs: mpsc::Sender<Job>,
-    /// Outcomes by origin.
-    cache: ResultCache,
+    /// Outcomes by origin, filled by the engine thread.
+    cache: Arc<ResultCache>,
 }
 
 /// One `FindProxyForURL` call for the engine thread.
 struct Job {
+    /// The cache key (origin) of `url`.
+    key: String,
     url: String,
     host: String,
     reply: oneshot::Sender<Outcome>,
@@ -56,47 +58,12 @@ impl PacEngine {
     pub fn new(script: String, options: PacOptions) -> Result<PacEngine, PacError> {
         let (job_tx, job_rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), PacError>>(1);
-        let cache = ResultCache::new(options.cache_ttl);
+        let cache = Arc::new(ResultCache::new(options.cache_ttl));
+        let shared = Arc::clone(&cache);
         std::thread::Builder::new()
             .name("cntlm-pac".into())
             .stack_size(THREAD_STACK)
-            .spawn(move || {
-                let mut sandbox = match Sandbox::load(&script, &options) {
-                    Ok(sandbox) => sandbox,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                let _ = ready_tx.send(Ok(()));
-                drop(ready_tx);
-                while let Ok(job) = job_rx.recv() {
-                    // A panic in an injected PacNetwork or PacClock must not kill the engine:
-                    // it fails this call, and the sandbox is rebuilt like after a timeout.
-                    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        sandbox.find_proxy(&job.url, &job.host)
-                    }))
-                    .unwrap_or_else(|_| {
-                        Err(PacError::Script {
-                            message: "the PAC engine panicked".to_owned(),
-                        })
-                    });
-                    let rebuild = match &outcome {
-                        Err(PacError::Timeout { .. } | PacError::MemoryLimit { .. }) => true,
-                        Err(PacError::Script { message }) => message == "the PAC engine panicked",
-                        _ => false,
-                    };
-                    if let (true, Err(e)) = (rebuild, &outcome) {
-                        tracing::warn!(host = %job.host, "PAC evaluation stopped: {e}; reloading the script");
-                        match Sandbox::load(&script, &options) {
-                            Ok(fresh) => sandbox = fresh,
-                            Err(e) => tracing::warn!("PAC script did not reload: {e}"),
-                        }
-                    }
-                    // The caller may have gone away; its answer is simply dropped.
-                    let _ = job.reply.send(outcome);
-                }
-            })
+            .spawn(move || serve_jobs(&script, &options, &shared, &job_rx, ready_tx))
             .map_err(|_| PacError::EngineGone)?;
         ready_rx.recv().map_err(|_| PacError::EngineGone)??;
         Ok(PacEngine {
@@ -106,8 +73,9 @@ impl PacEngine {
     }
 
     /// Evaluates `FindProxyForURL(url, host)` (or `FindProxyForURLEx` when the script defines
-    /// it) and parses the answer. `host` is the URL's host without port or brackets. Outcomes,
-    /// errors included, are cached per origin for the configured TTL.
+    /// it) and parses the answer. `url` is the full URL (for CONNECT, `https://host:port/`);
+    /// `host` is its host without port or brackets. Outcomes, errors included, are cached per
+    /// origin for the configured TTL. Calls are evaluated one at a time on the engine thread.
     pub async fn find_proxy(&self, url: &str, host: &str) -> Result<Vec<PacProxy>, PacError> {
         let key = origin_key(url, host);
         if let Some(hit) = self.cache.get(&key, Instant::now()) {
@@ -115,19 +83,71 @@ impl PacEngine {
         }
         let (reply, answer) = oneshot::channel();
         let job = Job {
+            key,
             url: url.to_owned(),
             host: host.to_owned(),
             reply,
         };
         self.jobs.send(job).map_err(|_| PacError::EngineGone)?;
-        let outcome = answer.await.map_err(|_| PacError::EngineGone)?;
-        self.cache.put(key, outcome.clone(), Instant::now());
-        outcome
+        answer.await.map_err(|_| PacError::EngineGone)?
     }
 
     /// Forgets every cached outcome (call on a network change).
     pub fn clear_cache(&self) {
         self.cache.clear();
+    }
+}
+
+/// The engine thread: loads the script, reports readiness, then answers jobs until every
+/// [`PacEngine`] handle is gone.
+fn serve_jobs(
+    script: &str,
+    options: &PacOptions,
+    cache: &ResultCache,
+    jobs: &mpsc::Receiver<Job>,
+    ready: mpsc::SyncSender<Result<(), PacError>>,
+) {
+    let mut sandbox = match Sandbox::load(script, options) {
+        Ok(sandbox) => sandbox,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    drop(ready);
+    while let Ok(job) = jobs.recv() {
+        // Jobs for one origin queue up while the first is evaluated (a browser opens several
+        // connections at once); answer the later ones from the cache, so a looping PAC costs
+        // one time limit per origin, not one per queued request.
+        if let Some(hit) = cache.get(&job.key, Instant::now()) {
+            let _ = job.reply.send(hit);
+            continue;
+        }
+        // A panic in an injected PacNetwork or PacClock must not kill the engine: it fails
+        // this call, and the sandbox is rebuilt as after a timeout.
+        let evaluated =
+            std::panic::catch_unwind(AssertUnwindSafe(|| sandbox.find_proxy(&job.url, &job.host)));
+        let (outcome, reload) = match evaluated {
+            Ok(outcome @ Err(PacError::Timeout { .. } | PacError::MemoryLimit { .. })) => {
+                (outcome, true)
+            }
+            Ok(outcome) => (outcome, false),
+            Err(_) => {
+                let message = "the PAC engine panicked".to_owned();
+                (Err(PacError::Script { message }), true)
+            }
+        };
+        if let (true, Err(e)) = (reload, &outcome) {
+            tracing::warn!(host = %job.host, "PAC evaluation stopped: {e}; reloading the script");
+            match Sandbox::load(script, options) {
+                Ok(fresh) => sandbox = fresh,
+                Err(e) => tracing::warn!("PAC script did not reload: {e}"),
+            }
+        }
+        cache.put(job.key, outcome.clone(), Instant::now());
+        // The caller may have gone away; its answer is simply dropped.
+        let _ = job.reply.send(outcome);
     }
 }
 
