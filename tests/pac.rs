@@ -625,3 +625,17 @@ async fn queued_calls_for_a_looping_origin_cost_one_time_limit() {
     }
     assert_eq!(network.lookups_of("count.example"), 1);
 }
+
+#[tokio::test]
+async fn a_pac_with_a_byte_order_mark_and_crlf_loads() {
+    let script = "\u{feff}function FindProxyForURL(url, host) {\r\n  return \"DIRECT\";\r\n}\r\n";
+    let pac = PacEngine::new(
+        script.into(),
+        options(Arc::new(FakeNetwork::default()), thursday_night()),
+    )
+    .expect("BOM and CRLF are fine");
+    assert_eq!(
+        pac.find_proxy("http://a/", "a").await,
+        Ok(vec![PacProxy::Direct])
+    );
+}

@@ -183,7 +183,7 @@ struct Sandbox {
     dns_memo: Rc<RefCell<HashMap<String, Vec<IpAddr>>>>,
     /// The function to call.
     entry: EntryPoint,
-    /// Copies of the limits, for error messages.
+    /// Limits (also quoted in errors), network and clock.
     options: PacOptions,
 }
 

@@ -8,6 +8,25 @@
 //! - [`PacNetwork`] and [`PacClock`] are the seams to the machine (DNS, local address, time),
 //!   so tests never depend on the host's network or the time of day.
 //!
+//! ```no_run
+//! # async fn route() -> Result<(), Box<dyn std::error::Error>> {
+//! use cntlm::pac::fetch::{PacLoader, PacSource};
+//! use cntlm::pac::{PacEngine, PacOptions, PacProxy};
+//!
+//! let mut loader = PacLoader::new(PacSource::parse("http://wpad.corp.example/wpad.dat")?);
+//! loader.refresh().await?; // then every fetch::PAC_REFETCH_INTERVAL and on network change
+//! let script = loader.last_good().map(|pac| pac.script.clone()).unwrap_or_default();
+//! let engine = PacEngine::new(script, PacOptions::system(None))?;
+//! for choice in engine.find_proxy("https://example.com:443/", "example.com").await? {
+//!     match choice {
+//!         PacProxy::Direct => { /* connect to the origin */ }
+//!         PacProxy::Proxy { kind, host, port } => { /* try this parent, then the next */ }
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Without the `pac` cargo feature the engine is absent: [`PacEngine::new`] returns
 //! [`PacError::Unsupported`], while parsing, fetching and the served PAC still work.
 
