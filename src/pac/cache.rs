@@ -77,11 +77,19 @@ pub(crate) fn origin_key(url: &str, host: &str) -> String {
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let authority = authority.rsplit('@').next().unwrap_or(authority);
-    format!(
-        "{}://{}",
-        scheme.to_ascii_lowercase(),
-        authority.to_ascii_lowercase()
-    )
+    let scheme = scheme.to_ascii_lowercase();
+    // `https://h:443/` (how a CONNECT is usually shown to the PAC) and `https://h/` are one
+    // origin (RFC 9110 §4.2).
+    let default_port = match scheme.as_str() {
+        "http" | "ws" => Some(":80"),
+        "https" | "wss" => Some(":443"),
+        _ => None,
+    };
+    let authority = match default_port {
+        Some(port) => authority.strip_suffix(port).unwrap_or(authority),
+        None => authority,
+    };
+    format!("{scheme}://{}", authority.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -117,6 +125,10 @@ mod tests {
             "http://example.com:8080"
         );
         assert_eq!(origin_key("https://x.y/", "x.y"), "https://x.y");
+        assert_eq!(origin_key("https://x.y:443/", "x.y"), "https://x.y");
+        assert_eq!(origin_key("http://x.y:80", "x.y"), "http://x.y");
+        assert_eq!(origin_key("http://[::1]:80/", "::1"), "http://[::1]");
+        assert_eq!(origin_key("http://x.y:8080/", "x.y"), "http://x.y:8080");
         assert_eq!(origin_key("x.y:443", "X.y"), "x.y");
     }
 }
