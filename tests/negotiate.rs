@@ -385,6 +385,10 @@ fn in_realm() {
             );
             // The Kerberos mechanism's own reason names the cache it looked in.
             assert!(text.contains("empty.ccache"), "{text}");
+            assert!(
+                !text.contains('\0'),
+                "C string terminators leaked: {text:?}"
+            );
         }
         "misuse" => {
             let mut ctx = NegotiateContext::new(SERVICE, KerberosCredentials::DefaultCache)

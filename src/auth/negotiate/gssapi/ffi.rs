@@ -346,7 +346,9 @@ pub(super) fn status_text(api: &Api, major: OmUint32, minor: OmUint32) -> String
             }
             // SAFETY: on success `text` holds a library-owned buffer of `length` bytes.
             let bytes = unsafe { take_buffer(api, &mut text) };
-            let line = String::from_utf8_lossy(&bytes).trim().to_owned();
+            // MIT counts the C string terminator in the length; drop it.
+            let text = String::from_utf8_lossy(&bytes);
+            let line = text.trim_end_matches('\0').trim().to_owned();
             if !line.is_empty() {
                 parts.push(line);
             }
