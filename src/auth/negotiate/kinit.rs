@@ -7,6 +7,8 @@
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
+#[cfg(test)]
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +27,15 @@ pub(super) struct PrivateCache {
 impl PrivateCache {
     /// Runs `kinit -c FILE:<private file> <user>` with the password on standard input.
     pub(super) fn obtain(user: &str, password: &Password) -> Result<Self, NegotiateError> {
+        Self::obtain_with(Command::new("kinit"), user, password)
+    }
+
+    /// `obtain` with a prepared `kinit` command (tests give it their realm's environment).
+    fn obtain_with(
+        mut kinit: Command,
+        user: &str,
+        password: &Password,
+    ) -> Result<Self, NegotiateError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let unique = NEXT.fetch_add(1, Ordering::Relaxed);
         let path =
@@ -42,7 +53,7 @@ impl PrivateCache {
             name: format!("FILE:{}", path.display()),
             path,
         };
-        let mut child = Command::new("kinit")
+        let mut child = kinit
             .arg("-c")
             .arg(&cache.name)
             .arg(user)
@@ -84,5 +95,56 @@ impl Drop for PrivateCache {
     fn drop(&mut self) {
         // Best effort: a cache left behind only holds tickets that expire on their own.
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The Kerberos lab of the integration tests, to run the real `kinit` against a real KDC.
+#[cfg(test)]
+#[path = "../../../tests/support/kdc.rs"]
+mod kdc;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::kdc;
+
+    fn kinit_in(realm: &kdc::Kdc) -> Command {
+        let mut command = Command::new(kdc::find_program("kinit").expect("the lab installs kinit"));
+        command.envs(realm.client_env(&realm.dir().join("unused.ccache")));
+        command
+    }
+
+    #[test]
+    fn kinit_fallback_fills_a_private_cache_and_removes_it() {
+        let Some(realm) = kdc::Kdc::start() else {
+            return;
+        };
+        let cache =
+            PrivateCache::obtain_with(kinit_in(&realm), kdc::USER, &Password::new(kdc::PASSWORD))
+                .expect("kinit with the right password");
+        let path = cache.path.clone();
+        let meta = std::fs::metadata(&path).expect("the cache file exists");
+        assert!(meta.len() > 0, "kinit wrote tickets");
+        assert_eq!(meta.permissions().mode() & 0o077, 0, "only we can read it");
+        assert_eq!(cache.name(), format!("FILE:{}", path.display()));
+        drop(cache);
+        assert!(!path.exists(), "dropping the context removes the tickets");
+    }
+
+    #[test]
+    fn kinit_fallback_reports_a_wrong_password() {
+        let Some(realm) = kdc::Kdc::start() else {
+            return;
+        };
+        let err = PrivateCache::obtain_with(
+            kinit_in(&realm),
+            kdc::USER,
+            &Password::new("wrong-password"),
+        )
+        .err()
+        .expect("a wrong password is refused");
+        assert!(matches!(err, NegotiateError::LoginFailed { .. }), "{err:?}");
+        assert!(!err.to_string().contains("wrong-password"));
     }
 }
