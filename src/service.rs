@@ -328,6 +328,12 @@ fn log_startup(args: &Args, config: &Config, report: &Report, source: &ConfigSou
              prefer -I or a config file only you can read"
         );
     }
+    tracing::debug!(
+        listen = ?config.listen,
+        tunnels = config.tunnels.len(),
+        socks5 = ?config.socks5_listen,
+        "listeners to open"
+    );
     if config.parents.is_empty() && config.pac.is_none() {
         tracing::info!("no parent proxy configured: working as a plain local proxy (DIRECT)");
     }
