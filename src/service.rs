@@ -334,9 +334,7 @@ fn log_startup(args: &Args, config: &Config, report: &Report, source: &ConfigSou
         socks5 = ?config.socks5_listen,
         "listeners to open"
     );
-    if config.parents.is_empty() && config.pac.is_none() {
-        tracing::info!("no parent proxy configured: working as a plain local proxy (DIRECT)");
-    }
+    // "No parent: DIRECT" is the proxy's to say, with the addresses it actually bound.
 }
 
 /// How the run ended.
