@@ -23,7 +23,7 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -181,7 +181,7 @@ fn open_syslog() -> LogTarget {
 ///
 /// [`PidFile::create`]: cntlm::daemon::PidFile::create
 #[cfg(unix)]
-fn check_pid_path(path: &Path) -> anyhow::Result<PathBuf> {
+fn check_pid_path(path: &std::path::Path) -> anyhow::Result<PathBuf> {
     use cntlm::daemon::DaemonError;
     let path = std::path::absolute(path)
         .with_context(|| format!("pid file {}: cannot make the path absolute", path.display()))?;
@@ -276,7 +276,7 @@ pub fn run(
 #[cfg(unix)]
 fn become_service(
     run_as: Option<&str>,
-    pid_path: Option<&Path>,
+    pid_path: Option<&std::path::Path>,
 ) -> anyhow::Result<Option<cntlm::daemon::PidFile>> {
     if let Some(spec) = run_as {
         cntlm::daemon::drop_privileges(spec)?;
