@@ -116,7 +116,12 @@ impl Foreground {
 
     /// The next line containing `needle`; `None` when stderr ends first (the process exited).
     fn wait_for(&mut self, needle: &str) -> Option<String> {
-        let until = Instant::now() + DEADLINE;
+        self.wait_for_within(needle, DEADLINE)
+    }
+
+    /// [`wait_for`](Self::wait_for) with another deadline.
+    fn wait_for_within(&mut self, needle: &str, deadline: Duration) -> Option<String> {
+        let until = Instant::now() + deadline;
         loop {
             let left = until.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
@@ -153,8 +158,13 @@ impl Foreground {
 
     /// Reads stderr to its end (the process exits within the deadline) and reaps it.
     fn wait_exit(&mut self) -> ExitStatus {
+        self.wait_exit_within(DEADLINE)
+    }
+
+    /// [`wait_exit`](Self::wait_exit) with another deadline.
+    fn wait_exit_within(&mut self, deadline: Duration) -> ExitStatus {
         let end = "\u{0}never printed\u{0}";
-        assert!(self.wait_for(end).is_none());
+        assert!(self.wait_for_within(end, deadline).is_none());
         self.child.wait().expect("reaped")
     }
 
@@ -444,27 +454,23 @@ fn sighup_rereads_and_validates_the_config() {
     assert!(cntlm.wait_exit().success());
 }
 
-/// A second SIGTERM ends the process at once although a tunnel is stuck mid-drain (the
-/// drain deadline is 30 s; the test's deadline for the exit is shorter).
-///
-/// NEEDS PROXY: with the stub there is no listener to open a tunnel through.
-#[test]
-fn a_second_sigterm_exits_at_once_with_a_stuck_tunnel() {
+/// A foreground cntlm with one CONNECT tunnel open to an origin that never says anything:
+/// (cntlm, the client's end, the origin's end). `None` while the proxy is the stub.
+fn start_with_stuck_tunnel(test: &str) -> Option<(Foreground, TcpStream, TcpStream)> {
     let origin = TcpListener::bind("127.0.0.1:0").expect("origin");
     let origin_addr = origin.local_addr().expect("addr");
     let listen = free_port();
     let mut cntlm =
         Foreground::start(cntlm().args(["-f", "-c", "/dev/null", "-l", &listen.to_string()]));
     cntlm.wait_for(READY).expect("ready");
-
     // The proxy logs a line once its listeners are bound (the stub logs its error).
-    let next = cntlm.next_line().unwrap_or_default();
+    let next = cntlm.next_line();
     if cntlm.proxy_is_stub() {
         cntlm.wait_exit();
-        eprintln!("SKIPPED (proxy stub): second SIGTERM test");
-        return;
+        eprintln!("SKIPPED (proxy stub): {test}");
+        return None;
     }
-    assert!(!next.is_empty(), "exited early: {:#?}", cntlm.seen);
+    assert!(next.is_some(), "exited early: {:#?}", cntlm.seen);
     let mut client = TcpStream::connect(listen).expect("cntlm listens");
     client
         .set_read_timeout(Some(DEADLINE))
@@ -474,15 +480,44 @@ fn a_second_sigterm_exits_at_once_with_a_stuck_tunnel() {
         "CONNECT {origin_addr} HTTP/1.1\r\nHost: {origin_addr}\r\n\r\n"
     )
     .expect("CONNECT sent");
-    let (_held, _) = origin.accept().expect("the tunnel reaches the origin");
     let mut head = [0u8; 12];
     client.read_exact(&mut head).expect("CONNECT answered");
     assert_eq!(&head, b"HTTP/1.1 200");
+    // Answered 200, so cntlm's connection is already queued: accept returns at once.
+    let (held, _) = origin.accept().expect("the tunnel reaches the origin");
+    Some((cntlm, client, held))
+}
 
+/// A second SIGTERM ends the process at once although a tunnel is stuck mid-drain (the
+/// drain deadline is 30 s; the test's deadline for the exit is shorter).
+///
+/// NEEDS PROXY: with the stub there is no listener to open a tunnel through.
+#[test]
+fn a_second_sigterm_exits_at_once_with_a_stuck_tunnel() {
+    let Some((mut cntlm, _client, _origin)) = start_with_stuck_tunnel("second SIGTERM test") else {
+        return;
+    };
     send(cntlm.pid(), Signal::SIGTERM);
     cntlm.wait_for("stop requested").expect("draining");
     send(cntlm.pid(), Signal::SIGTERM);
     let status = cntlm.wait_exit();
     assert!(status.success(), "{status}");
     assert!(cntlm.has_seen("exiting at once"), "{:#?}", cntlm.seen);
+}
+
+/// One SIGTERM with a tunnel whose peers never close: cntlm stops accepting, waits for the
+/// drain deadline (30 s), then exits 0 anyway. Slow by nature: it waits out the deadline.
+///
+/// NEEDS PROXY: with the stub there is no listener to open a tunnel through.
+#[test]
+fn sigterm_with_a_stuck_tunnel_exits_after_the_drain_deadline() {
+    let Some((mut cntlm, _client, _origin)) = start_with_stuck_tunnel("drain deadline test") else {
+        return;
+    };
+    send(cntlm.pid(), Signal::SIGTERM);
+    cntlm.wait_for("stop requested").expect("draining");
+    // The default drain (Limits::shutdown_drain) plus the deadline for any wait.
+    let status = cntlm.wait_exit_within(Duration::from_secs(30) + DEADLINE);
+    assert!(status.success(), "{status}");
+    assert!(cntlm.has_seen("cntlm stopped"), "{:#?}", cntlm.seen);
 }
