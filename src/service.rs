@@ -87,8 +87,10 @@ pub fn probe_listeners(config: &Config) -> anyhow::Result<()> {
 fn probe_bind(addr: SocketAddr) -> std::io::Result<()> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    // On Linux, SO_REUSEADDR still refuses an address some socket listens on: exactly the
-    // conflict we look for, while TIME_WAIT leftovers do not count.
+    // On Unix, SO_REUSEADDR still refuses an address some socket listens on: exactly the
+    // conflict we look for, while TIME_WAIT leftovers do not count. (On Windows it would
+    // let us bind over a listener, hiding the conflict, so it is Unix only.)
+    #[cfg(unix)]
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
