@@ -6,13 +6,11 @@
 //! Exit codes follow CNTLM where scripts see them: 0 for `-H`, 1 for `-h`, for a bad
 //! command line and for an unusable configuration.
 //!
-//! Not yet here (later issues): daemonizing (without `-f` we still run in the foreground and
-//! say so), `-P`, `-U` and `-M` (parsed and reported, not silently dropped), SIGHUP reload.
+//! Running as a service (daemon, `-P`, `-U`, syslog, signals, the SIGHUP re-read) is in
+//! `service.rs`, the SIGHUP re-read in `reload.rs`. Not yet here: `-M` (parsed and reported, not silently dropped).
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use cntlm::auth::Password;
@@ -22,6 +20,11 @@ use cntlm::config::keywords::{self, FileSettings};
 use cntlm::config::report::{Origin, Report};
 use cntlm::config::settings::{Settings, Sources, check_credentials, load_sources};
 
+mod reload;
+mod service;
+
+use reload::{ConfigSource, ReloadSource};
+
 fn main() -> ExitCode {
     match real_main() {
         Ok(code) => code,
@@ -30,16 +33,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Where the config file came from, for the start-up log.
-enum ConfigSource {
-    /// `-c FILE`.
-    Named(PathBuf),
-    /// The system file, found without `-c`.
-    SystemDefault(PathBuf),
-    /// `-c /dev/null`, or no system file.
-    None,
 }
 
 fn real_main() -> anyhow::Result<ExitCode> {
@@ -62,15 +55,9 @@ fn real_main() -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let source = locate_config(args.config.as_deref());
-    let contents = match &source {
-        ConfigSource::Named(path) | ConfigSource::SystemDefault(path) => Some((
-            path.display().to_string(),
-            std::fs::read(path)
-                .with_context(|| format!("cannot read config file {}", path.display()))?,
-        )),
-        ConfigSource::None => None,
-    };
+    let source = ConfigSource::locate(args.config.as_deref());
+    // The start-up read fails with the same message a reload would log.
+    let contents = source.read()?;
     let Sources {
         settings,
         file,
@@ -107,47 +94,6 @@ fn real_main() -> anyhow::Result<ExitCode> {
     run_proxy(&args, &source, settings, report)
 }
 
-/// `-c FILE`, else the system file when it exists; `-c /dev/null` means none.
-fn locate_config(named: Option<&Path>) -> ConfigSource {
-    match named {
-        Some(path) if path == Path::new("/dev/null") => ConfigSource::None,
-        Some(path) => ConfigSource::Named(path.to_path_buf()),
-        None => match system_config() {
-            Some(path) if path.exists() => ConfigSource::SystemDefault(path),
-            _ => ConfigSource::None,
-        },
-    }
-}
-
-/// The file CNTLM reads without `-c`.
-#[cfg(unix)]
-fn system_config() -> Option<PathBuf> {
-    Some(PathBuf::from("/etc/cntlm.conf"))
-}
-
-/// The file CNTLM reads without `-c`: `cntlm.ini` beside `cntlm.exe` (not tested here).
-#[cfg(windows)]
-fn system_config() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    Some(exe.parent()?.join("cntlm.ini"))
-}
-
-/// Neither Unix nor Windows: no system file.
-#[cfg(not(any(unix, windows)))]
-fn system_config() -> Option<PathBuf> {
-    None
-}
-
-fn describe(source: &ConfigSource) -> String {
-    match source {
-        ConfigSource::Named(path) => format!("config file {}", path.display()),
-        ConfigSource::SystemDefault(path) => {
-            format!("config file {} (the default)", path.display())
-        }
-        ConfigSource::None => "no config file".to_string(),
-    }
-}
-
 /// `--check-config`: every warning and error, advice, a summary; 0 only when usable.
 fn check_config(
     args: &Args,
@@ -162,7 +108,7 @@ fn check_config(
         config.auth.credentials.password = Some(Password::new("-I"));
     }
     report.extend(check_credentials(&config));
-    println!("cntlm: checking {}", describe(source));
+    println!("cntlm: checking {}", source.describe());
     // One list in file order, so the output reads alongside the file.
     let mut lines: Vec<(usize, String)> = report
         .warnings
@@ -281,9 +227,13 @@ fn run_proxy(
     mut report: Report,
 ) -> anyhow::Result<ExitCode> {
     // -I is ignored with -B, as in CNTLM: the clients bring the credentials.
-    if args.interactive && !args.ntlm_to_basic {
-        settings.password = Some(prompt_password()?);
-    }
+    let prompted = if args.interactive && !args.ntlm_to_basic {
+        let password = prompt_password()?;
+        settings.password = Some(password.clone());
+        Some(password)
+    } else {
+        None
+    };
     let config = settings.resolve();
     report.extend(check_credentials(&config));
     if !report.is_usable() {
@@ -292,108 +242,6 @@ fn run_proxy(
         }
         return Ok(ExitCode::FAILURE);
     }
-    init_logging(args)?;
-    tracing::info!(
-        "cntlm {} using {}",
-        env!("CARGO_PKG_VERSION"),
-        describe(source)
-    );
-    for warning in &report.warnings {
-        tracing::warn!("{warning}");
-    }
-    if args.password.is_some() {
-        tracing::warn!(
-            "the password given with -p is visible to other local users (ps, /proc); \
-             prefer -I or a config file only you can read"
-        );
-    }
-    if !args.foreground && !args.verbose {
-        tracing::info!("running in the foreground: background (daemon) mode is not available yet");
-    }
-    for (flag, given) in [
-        ("-P", args.pid_file.is_some()),
-        ("-U", args.run_as.is_some()),
-    ] {
-        if given {
-            tracing::warn!("{flag} is not available yet; ignored");
-        }
-    }
-    if config.parents.is_empty() && config.pac.is_none() {
-        tracing::info!("no parent proxy configured: working as a plain local proxy (DIRECT)");
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    match runtime.block_on(cntlm::run(Arc::new(config), shutdown_signal())) {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(err) => {
-            tracing::error!("{err}");
-            Ok(ExitCode::FAILURE)
-        }
-    }
-}
-
-/// Logs go to stderr (`-v`: debug), or with `-T FILE` into that file, truncated as CNTLM
-/// does. `CNTLM_LOG` (a tracing filter) overrides the level.
-fn init_logging(args: &Args) -> anyhow::Result<()> {
-    use tracing_subscriber::EnvFilter;
-    let level = if args.verbose || args.trace.is_some() {
-        "debug"
-    } else {
-        "info"
-    };
-    let filter = EnvFilter::try_from_env("CNTLM_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match &args.trace {
-        Some(path) => {
-            println!("Redirecting all output to {}", path.display());
-            let mut file = std::fs::File::create(path)
-                .with_context(|| format!("cannot create trace file {}", path.display()))?;
-            writeln!(
-                file,
-                "cntlm debug trace, version {}.",
-                env!("CARGO_PKG_VERSION")
-            )?;
-            builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .init();
-        }
-        None => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_writer(std::io::stderr)
-            .init(),
-    }
-    Ok(())
-}
-
-/// Completes on Ctrl-C or SIGTERM (CNTLM also quits on SIGHUP; ours will reload on it).
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(err) => {
-                tracing::warn!("cannot watch SIGTERM: {err}");
-                ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    ctrl_c().await;
-}
-
-/// Ctrl-C; if it cannot be watched, never completes (rather than shutting down at once).
-async fn ctrl_c() {
-    if let Err(err) = tokio::signal::ctrl_c().await {
-        tracing::warn!("cannot watch Ctrl-C: {err}");
-        std::future::pending::<()>().await;
-    }
+    let reload = ReloadSource::new(args, source, prompted);
+    service::run(args, config, &report, reload)
 }
