@@ -21,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::auth::ntlm::challenge::ChallengeMessage;
 use crate::auth::ntlm::crypto;
-use crate::auth::ntlm::error::{Malformed, Misbehaving, NtlmError};
+use crate::auth::ntlm::error::{Incompatible, Malformed, Misbehaving, NtlmError};
 use crate::auth::ntlm::flags::{FlagState, NegotiateFlags};
 use crate::auth::ntlm::negotiate::{SIGNATURE, field_len, put_security_buffer};
 use crate::auth::ntlm::reader::{Reader, SecurityBuffer};
@@ -238,7 +238,7 @@ impl AuthenticateMessage {
             let (name, bytes) = fields[index];
             lens[index] = field_len(name, bytes)?;
             offsets[index] = u32::try_from(position).map_err(|_| {
-                NtlmError::from(crate::auth::ntlm::error::Incompatible::FieldTooLong {
+                NtlmError::from(Incompatible::FieldTooLong {
                     field: name,
                     len: bytes.len(),
                 })
@@ -259,8 +259,8 @@ impl AuthenticateMessage {
     }
 
     /// Parses a Type 3 (any payload order; Version and MIC, if present, are skipped since
-    /// the payload is found through the descriptors). Strings are decoded as `UNICODE` in
-    /// its flags says: UTF-16LE when set, Latin-1 otherwise.
+    /// the payload is found through the descriptors). Strings are decoded as the
+    /// `UNICODE` bit of its own flags says: UTF-16LE when set, Latin-1 otherwise.
     pub fn parse(bytes: &[u8]) -> Result<Self, NtlmError> {
         let too_short = Malformed::TooShort {
             len: bytes.len(),
@@ -419,4 +419,63 @@ fn ntlmv2_key(credentials: &Credentials) -> Result<Hash16, NtlmError> {
         &credentials.user,
         &credentials.domain,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_names_and_lengths_never_responses() {
+        let msg = AuthenticateMessage {
+            flags: NegotiateFlags::UNICODE,
+            charset: Charset::Unicode,
+            lm_response: vec![0xab; 24],
+            nt_response: vec![0xcd; 24],
+            domain: "D".into(),
+            user: "u".into(),
+            workstation: "W".into(),
+            session_key: Vec::new(),
+        };
+        let text = format!("{msg:?}");
+        assert!(text.contains("lm_response_len: 24"), "{text}");
+        assert!(
+            !text.contains("171") && !text.to_lowercase().contains("ab, "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn ms_nlmp_2_2_2_5_unicode_wins_over_oem_and_neither_falls_back_to_cntlm() {
+        let both = NegotiateFlags::UNICODE | NegotiateFlags::OEM;
+        let neither = NegotiateFlags::NTLM;
+        let p = Type3Profile::Negotiated;
+        assert_eq!(charset_for(both, NtlmDialect::Lm, p), Charset::Unicode);
+        assert_eq!(
+            charset_for(NegotiateFlags::OEM, NtlmDialect::NtlmV2, p),
+            Charset::Oem
+        );
+        assert_eq!(charset_for(neither, NtlmDialect::Lm, p), Charset::Oem);
+        assert_eq!(charset_for(neither, NtlmDialect::Nt, p), Charset::Unicode);
+        assert_eq!(
+            charset_for(both, NtlmDialect::Lm, Type3Profile::Cntlm),
+            Charset::Oem
+        );
+    }
+
+    #[test]
+    fn ntlm2sr_sets_extended_session_security_even_when_the_server_did_not() {
+        let server = NegotiateFlags(0x0000_8201);
+        let flags = negotiated_flags(server, NtlmDialect::Ntlm2Sr, Charset::Unicode);
+        assert!(flags.contains(NegotiateFlags::EXTENDED_SESSIONSECURITY));
+        let flags = negotiated_flags(NegotiateFlags(0xe28a_8233), NtlmDialect::Ntlm, Charset::Oem);
+        assert_eq!(flags, NegotiateFlags(0xa080_8202));
+    }
+
+    #[test]
+    fn filetime_now_is_after_2020() {
+        // 2020-01-01 as FILETIME; a clock this wrong would fail NTLMv2 without a server
+        // timestamp, so the conversion itself must not be the culprit.
+        assert!(filetime_now() > 132_223_104_000_000_000);
+    }
 }

@@ -28,8 +28,8 @@ pub enum NtlmError {
         needs: &'static str,
     },
     /// The operating system's CSPRNG failed to give a client challenge.
-    #[error("no randomness for the ntlm client challenge: {0}")]
-    Random(getrandom::Error),
+    #[error("no randomness for the ntlm client challenge")]
+    Random(#[source] getrandom::Error),
 }
 
 /// The bytes cannot be parsed as the NTLM message they claim to be.
