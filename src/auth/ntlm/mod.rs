@@ -7,9 +7,19 @@
 //! - `negotiate`, `challenge`, `authenticate`: Type 1, 2 and 3 (§2.2.1.1–§2.2.1.3).
 //! - `error`: `NtlmError`, split into malformed, misbehaving and incompatible.
 //!
-//! The proxy needs two calls: [`negotiate`] for the Type 1 and [`authenticate`] for the
+//! The proxy needs two calls: [`negotiate()`] for the Type 1 and [`authenticate()`] for the
 //! Type 3 that answers the parent's Type 2. [`authenticate_with`] is the same with the
 //! client challenge, the clock and the CNTLM-compatibility profile fixed by the caller.
+//!
+//! Type 1 is byte for byte CNTLM 0.92.3's. Type 3 keeps CNTLM's layout; where we differ on
+//! purpose (each pinned by a test in `tests/ntlm_cntlm.rs` or `tests/ntlm_challenge.rs`):
+//! - `Auth NT` sends its NT response (CNTLM sends 24 zero bytes, notes §7.1);
+//! - NTLMv2 uses the server's `MsvAvTimestamp` and works without TargetInfo;
+//! - by default ([`Type3Profile::Negotiated`]) the Type 3 flags drop what we do not do
+//!   (key exchange, signing, sealing, Version) instead of echoing the server's, and the
+//!   strings follow the server's UNICODE/OEM choice instead of CNTLM's per-dialect one;
+//! - the Type 2 is validated (signature, type, bounds, size) instead of read blindly;
+//! - the client challenge comes from the OS CSPRNG.
 
 pub mod authenticate;
 pub mod challenge;
@@ -64,7 +74,7 @@ pub fn authenticate(
     authenticate_with(dialect, credentials, challenge, max_len, &inputs)
 }
 
-/// [`authenticate`] with the client challenge, the fallback time and the profile given:
+/// [`authenticate()`] with the client challenge, the fallback time and the profile given:
 /// deterministic, for tests and for comparisons with CNTLM.
 pub fn authenticate_with(
     dialect: NtlmDialect,
