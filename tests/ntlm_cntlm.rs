@@ -519,3 +519,32 @@ fn ntlmv2_from_pass_nt_equals_ntlmv2_from_the_password() {
     .expect("answers");
     assert_eq!(hx(ours), text(&format!("{DERIVED}/type3_hex/NTLMv2")));
 }
+
+#[test]
+fn a_password_wins_over_stale_pass_lines() {
+    // `cntlm -I` after a password change: the typed password, not the old hashes, answers.
+    let stale = crypto::nt_hash(&Password::new("old password"));
+    let credentials = Credentials {
+        lm_hash: Some(crypto::lm_hash(&Password::new("old password"))),
+        nt_hash: Some(stale.clone()),
+        ntlmv2_hash: Some(crypto::cntlm_ntlmv2_hash(&stale, "User", "Domain")),
+        ..spec_credentials()
+    };
+    let challenge = bytes(&format!("{DERIVED}/challenge_hex"));
+    for (name, dialect) in DIALECTS {
+        let ours = ntlm::authenticate_with(
+            dialect,
+            &credentials,
+            &challenge,
+            DEFAULT_MAX_LEN,
+            &derived_inputs(),
+        )
+        .expect("answers");
+        let expected = if name == "NT" {
+            text(&format!("{DERIVED}/type3_hex_NT_with_offset_bug_fixed"))
+        } else {
+            text(&format!("{DERIVED}/type3_hex/{name}"))
+        };
+        assert_eq!(hx(ours), expected, "{name}");
+    }
+}

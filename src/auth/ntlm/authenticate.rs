@@ -141,9 +141,12 @@ impl std::fmt::Debug for AuthenticateMessage {
 impl AuthenticateMessage {
     /// Answers `challenge` for `dialect` with `credentials`.
     ///
-    /// Key material: a configured `PassLM`/`PassNT`/`PassNTLMv2` hash is used as given;
-    /// what is missing is derived from the password (NTOWFv2 also from `PassNT`), with
-    /// CNTLM's NTOWFv2 convention (user and domain upper-cased, [`crypto::cntlm_ntlmv2_hash`]).
+    /// Key material: with a password (configured, `-p` or typed at `-I`), every key is
+    /// derived from it, because it is the freshest secret the user gave (typing a new
+    /// password at `-I` must win over stale `Pass*` lines). Without one, the
+    /// `PassLM`/`PassNT`/`PassNTLMv2` hashes are used as given, and NTOWFv2 is derived from
+    /// `PassNT` when `PassNTLMv2` is missing. NTOWFv2 follows CNTLM's convention (user and
+    /// domain upper-cased, [`crypto::cntlm_ntlmv2_hash`]).
     pub fn answer(
         challenge: &ChallengeMessage<'_>,
         dialect: NtlmDialect,
@@ -381,33 +384,38 @@ fn negotiated_flags(
     }
 }
 
-/// LMOWFv1: `PassLM`, else from the password.
+/// LMOWFv1: from the password, else `PassLM`.
 fn lm_key(dialect: NtlmDialect, credentials: &Credentials) -> Result<Hash16, NtlmError> {
     credentials
-        .lm_hash
-        .clone()
-        .or_else(|| credentials.password.as_ref().map(crypto::lm_hash))
+        .password
+        .as_ref()
+        .map(crypto::lm_hash)
+        .or_else(|| credentials.lm_hash.clone())
         .ok_or(NtlmError::MissingKey {
             dialect,
             needs: "PassLM",
         })
 }
 
-/// NTOWFv1: `PassNT`, else from the password.
+/// NTOWFv1: from the password, else `PassNT`.
 fn nt_key(dialect: NtlmDialect, credentials: &Credentials) -> Result<Hash16, NtlmError> {
     credentials
-        .nt_hash
-        .clone()
-        .or_else(|| credentials.password.as_ref().map(crypto::nt_hash))
+        .password
+        .as_ref()
+        .map(crypto::nt_hash)
+        .or_else(|| credentials.nt_hash.clone())
         .ok_or(NtlmError::MissingKey {
             dialect,
             needs: "PassNT",
         })
 }
 
-/// NTOWFv2 (CNTLM's convention): `PassNTLMv2`, else from NTOWFv1, user and domain.
+/// NTOWFv2 (CNTLM's convention): from the password, else `PassNTLMv2`, else from `PassNT`
+/// with the user and domain.
 fn ntlmv2_key(credentials: &Credentials) -> Result<Hash16, NtlmError> {
-    if let Some(key) = &credentials.ntlmv2_hash {
+    if credentials.password.is_none()
+        && let Some(key) = &credentials.ntlmv2_hash
+    {
         return Ok(key.clone());
     }
     let nt = nt_key(NtlmDialect::NtlmV2, credentials).map_err(|_| NtlmError::MissingKey {
