@@ -127,15 +127,17 @@ mod tests {
     #[test]
     fn decode_reads_both_formats_and_prefixes() {
         let nt = crypto::nt_hash(&Password::new("password"));
-        let inv = decode("77B9081511704EE852F94227CF48A793", HashFormat::Inverted).unwrap();
+        let inv = decode("77B9081511704EE852F94227CF48A793", HashFormat::Inverted)
+            .expect("valid hash text");
         assert_eq!(inv, nt);
         let plain = decode(
             "plain:8846f7eaee8fb117ad06bdd830b7586c",
             HashFormat::Inverted,
         )
-        .unwrap();
+        .expect("valid hash text");
         assert_eq!(plain, nt);
-        let plain2 = decode("8846F7EAEE8FB117AD06BDD830B7586C", HashFormat::Plain).unwrap();
+        let plain2 =
+            decode("8846F7EAEE8FB117AD06BDD830B7586C", HashFormat::Plain).expect("valid hash text");
         assert_eq!(plain2, nt);
         assert_eq!(decode("xyz", HashFormat::Plain), Err(HashTextError::NotHex));
         assert_eq!(
