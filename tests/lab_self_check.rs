@@ -146,6 +146,21 @@ fn ntlm_probe(squid: &Squid, url: &str, u: &LabUser, password: &str) -> String {
 }
 
 #[test]
+fn squid_keeps_an_authenticated_connection_for_keep_alive_requests() {
+    // The control for the cntlm keep-alive test: one client connection, one handshake.
+    let origin = Origin::start();
+    let squid = Squid::start(ParentAuth::NtlmV2Only);
+    let url = origin.http_url("/echo");
+    let user = ntlm_user(&ALICE, ALICE.password);
+    let mut args = vec!["--proxy-ntlm", "-U", user.as_str()];
+    args.extend(std::iter::repeat_n(url.as_str(), 5));
+    let got = curl(Some(&squid.url()), &args);
+    assert_eq!(got.status, 200, "{}", got.stderr);
+    assert_eq!(squid.forwarded_requests(), 5, "{}", squid.access_log());
+    assert_eq!(squid.ntlm_handshakes(), 1, "{}", squid.helper_log());
+}
+
+#[test]
 fn squid_without_target_info_accepts_ntlmv2_through_the_raw_blob_check() {
     let origin = Origin::start();
     let squid = Squid::start(ParentAuth::NtlmNoTargetInfo);

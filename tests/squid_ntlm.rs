@@ -185,24 +185,26 @@ fn each_auth_dialect_passes_the_legacy_parent() {
         ("LM", "LM"),
         ("NTLM2SR", "NTLM2SR"),
     ];
+    // Every dialect is tried, then all failures are reported together.
+    let mut failures = Vec::new();
     for (keyword, seen) in dialects {
+        let before = squid.type3_count();
         let cntlm = Cntlm::start(&parent_config(&[squid.port], &ALICE, keyword));
         let got = curl(Some(&cntlm.url()), &[&origin.http_url("/echo")]);
-        assert_eq!(
-            got.status,
-            200,
-            "Auth {keyword}: {}\n{}\n{}",
-            got.stderr,
-            squid.helper_log(),
-            cntlm.log()
-        );
-        let last = squid.helper_lines("KK").pop().expect("a Type 3 was judged");
-        assert!(last.contains("verdict=AF"), "Auth {keyword}: {last}");
-        assert!(
-            last.contains(&format!("dialect={seen} ")),
-            "Auth {keyword} should send {seen}: {last}"
-        );
+        let judged = squid.helper_lines("KK").split_off(before);
+        let ok = got.status == 200
+            && !judged.is_empty()
+            && judged
+                .iter()
+                .all(|l| l.contains("verdict=AF") && l.contains(&format!("dialect={seen} ")));
+        if !ok {
+            failures.push(format!(
+                "Auth {keyword} (want {seen}): status {}, helper: {judged:?}",
+                got.status
+            ));
+        }
     }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 #[test]

@@ -40,7 +40,7 @@ impl Cntlm {
         fs::write(&conf, format!("Listen 127.0.0.1:{port}\n{config}")).expect("write cntlm.conf");
         let log = dir.path().join("cntlm.log");
         let log_file = fs::File::create(&log).expect("create cntlm.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_cntlm"))
+        let child = Command::new(binary())
             .arg("-c")
             .arg(&conf)
             .arg("-f")
@@ -68,6 +68,15 @@ impl Cntlm {
     pub fn scratch(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// The binary under test: ours, or the one named by `CNTLM_LAB_BIN` (e.g. Debian's CNTLM
+/// 0.92.3 at /usr/sbin/cntlm, to check the lab tests against the program we replace: it must
+/// pass the plain cases and fail where it is known to be buggy).
+fn binary() -> PathBuf {
+    std::env::var_os("CNTLM_LAB_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cntlm")))
 }
 
 /// Config lines for the given parents (in order) authenticating as `user` with `auth`
