@@ -25,7 +25,7 @@ fn the_second_parent_serves_when_the_first_refuses() {
         assert_eq!(got.status, 200, "{}\n{}", got.stderr, cntlm.log());
     }
     assert_eq!(second.forwarded_requests(), 2, "{}", second.access_log());
-    assert_eq!(second.accepted().len(), 1, "{}", second.helper_log());
+    assert!(!second.accepted().is_empty(), "{}", second.helper_log());
 }
 
 #[test]

@@ -96,28 +96,45 @@ pub fn free_port() -> u16 {
 /// Polls until 127.0.0.1:`port` accepts a connection; panics with `log` if `guard`'s process
 /// exits first or `START_TIMEOUT` passes.
 pub fn wait_for_port(port: u16, guard: &mut ChildGuard, log: &Path) {
+    if let Err(why) = try_wait_for_port(port, guard, log) {
+        panic!("{why}");
+    }
+}
+
+/// Like [`wait_for_port`], but returns why the process did not come up.
+pub fn try_wait_for_port(port: u16, guard: &mut ChildGuard, log: &Path) -> Result<(), String> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return;
+            return Ok(());
         }
         if let Some(status) = guard.exited() {
-            panic!(
+            return Err(format!(
                 "{} exited ({status}) before listening on {port}; its log:\n{}",
                 guard.name(),
                 read_lossy(log)
-            );
+            ));
         }
         if Instant::now() > deadline {
-            panic!(
+            guard.kill();
+            return Err(format!(
                 "{} did not listen on {port} in {START_TIMEOUT:?}; log:\n{}",
                 guard.name(),
                 read_lossy(log)
-            );
+            ));
         }
         thread::sleep(Duration::from_millis(25));
     }
+}
+
+/// True when a start failure reads like a lost race for the port (another process took the
+/// port between our probe and the server's bind): worth one more try on another port.
+pub fn lost_port_race(why: &str) -> bool {
+    let why = why.to_ascii_lowercase();
+    why.contains("address already in use")
+        || why.contains("addrinuse")
+        || why.contains("cannot bind")
 }
 
 /// A file's text, or an empty string when it does not exist (yet).
@@ -396,11 +413,23 @@ pub struct Squid {
 impl Squid {
     /// Starts Squid with `auth` on a free port and waits until it accepts connections.
     pub fn start(auth: ParentAuth) -> Squid {
-        Self::start_on(auth, free_port())
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start_on(auth, free_port()) {
+                Ok(squid) => return squid,
+                Err(why) if lost_port_race(&why) => last = why,
+                Err(why) => panic!("{why}"),
+            }
+        }
+        panic!("squid lost the race for a free port three times: {last}");
     }
 
     /// Starts Squid with `auth` on `port` (e.g. a port a test kept free to start it later).
     pub fn start_on(auth: ParentAuth, port: u16) -> Squid {
+        Self::try_start_on(auth, port).unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    fn try_start_on(auth: ParentAuth, port: u16) -> Result<Squid, String> {
         require_lab_installed();
         let dir = world_writable_tempdir("cntlm-lab-squid");
         let d = dir.path();
@@ -431,13 +460,13 @@ impl Squid {
             .spawn()
             .expect("start squid");
         let mut guard = ChildGuard::new("squid", child);
-        wait_for_port(port, &mut guard, &d.join("cache.log"));
-        Squid {
+        try_wait_for_port(port, &mut guard, &d.join("cache.log"))?;
+        Ok(Squid {
             port,
             auth,
             guard,
             dir,
-        }
+        })
     }
 
     /// `http://127.0.0.1:<port>`.

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::lab::{ChildGuard, LabUser, free_port, read_lossy, run_with_timeout, wait_for_port};
+use crate::lab::{
+    ChildGuard, LabUser, free_port, lost_port_race, read_lossy, run_with_timeout, try_wait_for_port,
+};
 
 /// Deadline for one client command (curl, git, pip) in the lab.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -31,6 +33,18 @@ impl Cntlm {
     /// Starts cntlm with `Listen 127.0.0.1:<free port>` followed by `config` (keyword lines)
     /// and waits until the port accepts connections.
     pub fn start(config: &str) -> Cntlm {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start(config) {
+                Ok(cntlm) => return cntlm,
+                Err(why) if lost_port_race(&why) => last = why,
+                Err(why) => panic!("{why}"),
+            }
+        }
+        panic!("cntlm lost the race for a free port three times: {last}");
+    }
+
+    fn try_start(config: &str) -> Result<Cntlm, String> {
         let dir = tempfile::Builder::new()
             .prefix("cntlm-lab-cntlm")
             .tempdir()
@@ -50,8 +64,8 @@ impl Cntlm {
             .spawn()
             .expect("start the cntlm binary");
         let mut guard = ChildGuard::new("cntlm", child);
-        wait_for_port(port, &mut guard, &log);
-        Cntlm { port, guard, dir }
+        try_wait_for_port(port, &mut guard, &log)?;
+        Ok(Cntlm { port, guard, dir })
     }
 
     /// `http://127.0.0.1:<port>`, for `curl -x`, `http_proxy`, git's `http.proxy`.
