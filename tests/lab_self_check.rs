@@ -161,6 +161,50 @@ fn squid_keeps_an_authenticated_connection_for_keep_alive_requests() {
 }
 
 #[test]
+fn squid_passes_5_mb_uploads_with_and_without_expect_and_chunked() {
+    // The control for cntlm's upload test: the lab itself carries these bodies intact.
+    let origin = Origin::start();
+    let squid = Squid::start(ParentAuth::NtlmV2Only);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let file = tmp.path().join("upload.bin");
+    lab_cntlm::write_upload_file(&file, 5_000_000);
+    let want = lab::sha256_file(&file);
+    let data = format!("@{}", file.display());
+    let path = file.to_string_lossy().into_owned();
+    let user = ntlm_user(&ALICE, ALICE.password);
+    let url = origin.http_url("/echo");
+    let cases: [(&str, Vec<&str>); 3] = [
+        (
+            "expect",
+            vec!["--data-binary", &data, "-H", "Expect: 100-continue", &url],
+        ),
+        (
+            "no expect",
+            vec!["--data-binary", &data, "-H", "Expect:", &url],
+        ),
+        (
+            "chunked put",
+            vec!["-T", &path, "-H", "Transfer-Encoding: chunked", &url],
+        ),
+    ];
+    // curl cannot replay a chunked body for its own NTLM handshake (it resets), so the chunked
+    // case goes through an auth-less Squid; cntlm's handshake runs on a body-less probe instead.
+    let open_squid = Squid::start(ParentAuth::None);
+    for (what, mut args) in cases {
+        let proxy = if what == "chunked put" {
+            open_squid.url()
+        } else {
+            args.splice(0..0, ["--proxy-ntlm", "-U", user.as_str()]);
+            squid.url()
+        };
+        let got = curl(Some(&proxy), &args);
+        assert_eq!(got.status, 200, "{what}: {}", got.stderr);
+        assert_eq!(got.echo()["body_sha256"], want.as_str(), "{what}");
+        assert_eq!(got.echo()["body_len"], 5_000_000, "{what}");
+    }
+}
+
+#[test]
 fn squid_without_target_info_accepts_ntlmv2_through_the_raw_blob_check() {
     let origin = Origin::start();
     let squid = Squid::start(ParentAuth::NtlmNoTargetInfo);

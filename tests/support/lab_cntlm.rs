@@ -263,7 +263,7 @@ impl BlackHole {
 }
 
 /// Writes `size` bytes of varied (not constant) content to `path` for upload tests.
-pub fn write_upload_file(path: &PathBuf, size: usize) {
+pub fn write_upload_file(path: &Path, size: usize) {
     let mut data = Vec::with_capacity(size);
     let mut x: u32 = 0x1234_5678;
     while data.len() < size {
