@@ -4,12 +4,23 @@
 //! Layout, one concern per module:
 //! - `auth`: credentials and secrets; `auth::ntlm` is the NTLM engine.
 //! - `config`: the resolved `Config` and the CNTLM config-file reader.
+//! - `cli`: CNTLM's command-line flags, validated into config settings.
+//! - `daemon` (Unix): detaching, the `-P` pid file, `-U` privilege drop, syslog.
+//! - `shutdown`: SIGTERM/SIGINT drain and SIGHUP reload, as state tasks can await.
+//! - `socks5`: the SOCKS5 server side (RFC 1928 CONNECT, RFC 1929 user/pass) for `-O`.
+//! - `pac`: PAC evaluation (QuickJS engine thread, helpers, result parser, fetch, cache).
 //!
 //! The library never reads argv, the environment or files on its own: `main.rs` resolves a
 //! `Config` and hands it to `run`.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
+#[cfg(unix)]
+pub mod daemon;
+pub mod pac;
 pub mod proxy;
+pub mod shutdown;
+pub mod socks5;
 
 pub use proxy::run;
