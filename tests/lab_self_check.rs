@@ -327,3 +327,19 @@ fn black_hole_times_out_connects() {
         .expect_err("must not connect");
     assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
 }
+
+#[test]
+fn helper_md4_and_ntowfv2_match_their_known_answers() {
+    // The raw-blob re-check rests on the helper's own MD4 (RFC 1320 A.5) and NTOWFv2
+    // (MS-NLMP §4.2.4.1.1); its --self-test asserts both.
+    let mut cmd = std::process::Command::new(lab::SYSTEM_PYTHON);
+    cmd.arg(lab::lab_script("ntlm_auth_helper.py"))
+        .arg("--self-test");
+    let out = lab::run_with_timeout(&mut cmd, Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}

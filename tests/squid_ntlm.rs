@@ -321,3 +321,76 @@ fn a_parent_without_auth_is_used_without_a_handshake() {
     assert_eq!(got.status, 200, "{}", cntlm.log());
     assert_eq!(squid.forwarded_requests(), 1, "{}", squid.access_log());
 }
+
+/// Sends `raw` to cntlm on a fresh connection and returns the status code of its answer.
+fn raw_status(cntlm: &Cntlm, raw: &[u8]) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", cntlm.port)).expect("connect to cntlm");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("set read timeout");
+    stream.write_all(raw).expect("send raw request");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Until the status line is complete, EOF or the deadline (a hang fails the parse below).
+    while !answer.windows(2).any(|w| w == b"\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    let mut words = text.split_whitespace();
+    match words.next() {
+        Some(v) if v.starts_with("HTTP/1.") => words.next().and_then(|s| s.parse().ok()),
+        _ => None,
+    }
+}
+
+#[test]
+fn malformed_requests_get_400_and_cntlm_keeps_serving() {
+    let (origin, _squid, cntlm) = lab_with(ParentAuth::NtlmV2Only, &ALICE, "NTLMv2");
+    let target = origin.http_url("/echo");
+    let host = format!("127.0.0.1:{}", origin.http_port);
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "Content-Length with Transfer-Encoding",
+            format!(
+                "POST {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            ),
+        ),
+        (
+            "differing duplicate Content-Length",
+            format!(
+                "POST {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello"
+            ),
+        ),
+        (
+            "obs-fold",
+            format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nX-Folded: a\r\n b\r\n\r\n"),
+        ),
+        (
+            "NUL in a value",
+            format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nX-Nul: a\0b\r\n\r\n"),
+        ),
+        ("garbage request line", "NOT A REQUEST\r\n\r\n".to_string()),
+    ];
+    let mut failures = Vec::new();
+    for (what, raw) in &cases {
+        let status = raw_status(&cntlm, raw.as_bytes());
+        if status != Some(400) {
+            failures.push(format!("{what}: got {status:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}\n{}", cntlm.log());
+    let still = curl(Some(&cntlm.url()), &[&target]);
+    assert_eq!(
+        still.status,
+        200,
+        "cntlm must keep serving: {}\n{}",
+        still.stderr,
+        cntlm.log()
+    );
+}
