@@ -286,7 +286,11 @@ async fn watch_loop<C>(
             source = fall_back(e, &options);
             continue;
         }
-        if let Err(e) = settle(&mut source, &options).await {
+        // A poll is its own debounce: its ticks are not a burst, and with an interval shorter
+        // than the debounce, settling would wait out `max_hold` every time.
+        if source.mode() == WatchMode::Netlink
+            && let Err(e) = settle(&mut source, &options).await
+        {
             source = fall_back(e, &options);
         }
         // getifaddrs and two small /proc files: microseconds, fine on the runtime thread.

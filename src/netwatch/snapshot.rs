@@ -79,10 +79,14 @@ impl NetworkSnapshot {
         {
             snapshot
                 .default_routes
-                .extend(parse_ipv4_default_routes(&read_optional("/proc/net/route")?));
-            snapshot.default_routes.extend(parse_ipv6_default_routes(&read_optional(
-                "/proc/net/ipv6_route",
-            )?));
+                .extend(parse_ipv4_default_routes(&read_optional(
+                    "/proc/net/route",
+                )?));
+            snapshot
+                .default_routes
+                .extend(parse_ipv6_default_routes(&read_optional(
+                    "/proc/net/ipv6_route",
+                )?));
         }
         Ok(snapshot)
     }
@@ -90,8 +94,16 @@ impl NetworkSnapshot {
     /// What changed going from `self` (older) to `newer`.
     pub fn diff(&self, newer: &NetworkSnapshot) -> SnapshotDiff {
         SnapshotDiff {
-            added_addresses: newer.addresses.difference(&self.addresses).cloned().collect(),
-            removed_addresses: self.addresses.difference(&newer.addresses).cloned().collect(),
+            added_addresses: newer
+                .addresses
+                .difference(&self.addresses)
+                .cloned()
+                .collect(),
+            removed_addresses: self
+                .addresses
+                .difference(&newer.addresses)
+                .cloned()
+                .collect(),
             links_up: newer.links_up.difference(&self.links_up).cloned().collect(),
             links_down: self.links_up.difference(&newer.links_up).cloned().collect(),
             added_routes: newer
@@ -234,8 +246,17 @@ pub(crate) fn parse_ipv4_default_routes(text: &str) -> Vec<DefaultRoute> {
         .skip(1)
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let [iface, destination, gateway, flags, _refcnt, _use, metric, mask, ..] =
-                fields.as_slice()
+            let [
+                iface,
+                destination,
+                gateway,
+                flags,
+                _refcnt,
+                _use,
+                metric,
+                mask,
+                ..,
+            ] = fields.as_slice()
             else {
                 return None;
             };
@@ -267,18 +288,25 @@ pub(crate) fn parse_ipv6_default_routes(text: &str) -> Vec<DefaultRoute> {
     text.lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let [destination, prefix_len, _src, _src_len, next_hop, metric, _ref, _use, flags, iface] =
-                fields.as_slice()
+            let [
+                destination,
+                prefix_len,
+                _src,
+                _src_len,
+                next_hop,
+                metric,
+                _ref,
+                _use,
+                flags,
+                iface,
+            ] = fields.as_slice()
             else {
                 return None;
             };
             let destination = u128::from_str_radix(destination, 16).ok()?;
             let prefix_len = u8::from_str_radix(prefix_len, 16).ok()?;
             let flags = u32::from_str_radix(flags, 16).ok()?;
-            if destination != 0
-                || prefix_len != 0
-                || flags & RTF_UP == 0
-                || flags & RTF_REJECT != 0
+            if destination != 0 || prefix_len != 0 || flags & RTF_UP == 0 || flags & RTF_REJECT != 0
             {
                 return None;
             }

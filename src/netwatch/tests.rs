@@ -61,14 +61,20 @@ fn identical_snapshots_have_an_empty_diff() {
 fn moving_from_office_to_home_lists_every_difference() {
     let diff = office().diff(&home());
     assert_eq!(diff.added_addresses, vec![addr("wlan0", "192.168.1.20")]);
-    assert!(diff.removed_addresses.is_empty(), "eth0 keeps its stale address");
+    assert!(
+        diff.removed_addresses.is_empty(),
+        "eth0 keeps its stale address"
+    );
     assert_eq!(diff.links_up, vec!["wlan0".to_owned()]);
     assert_eq!(diff.links_down, vec!["eth0".to_owned()]);
     assert_eq!(
         diff.added_routes,
         vec![route("wlan0", Some("192.168.1.1"), 600)]
     );
-    assert_eq!(diff.removed_routes, vec![route("eth0", Some("10.0.0.1"), 100)]);
+    assert_eq!(
+        diff.removed_routes,
+        vec![route("eth0", Some("10.0.0.1"), 100)]
+    );
     assert_eq!(
         diff.to_string(),
         "added 192.168.1.20 on wlan0; wlan0 up; eth0 down; \
@@ -88,7 +94,10 @@ fn the_same_address_moving_to_another_interface_is_a_change() {
         ..NetworkSnapshot::default()
     };
     let diff = before.diff(&after);
-    assert_eq!(diff.to_string(), "added 10.0.0.5 on eth1; removed 10.0.0.5 on eth0");
+    assert_eq!(
+        diff.to_string(),
+        "added 10.0.0.5 on eth1; removed 10.0.0.5 on eth0"
+    );
 }
 
 #[test]
@@ -159,7 +168,9 @@ short line
         vec![
             DefaultRoute {
                 interface: "nw0".to_owned(),
-                gateway: Some(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfe))),
+                gateway: Some(IpAddr::V6(Ipv6Addr::new(
+                    0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfe
+                ))),
                 metric: 1024,
             },
             route("wg0", None, 0),
@@ -223,7 +234,11 @@ async fn a_burst_of_hints_is_one_change() {
     while let Ok(n) = captures.try_recv() {
         taken.push(n);
     }
-    assert_eq!(taken, vec![1, 2], "one snapshot at start, one for the whole burst");
+    assert_eq!(
+        taken,
+        vec![1, 2],
+        "one snapshot at start, one for the whole burst"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -286,9 +301,8 @@ async fn polling_notices_a_change() {
         };
         Ok(next.expect("the script has at least one snapshot"))
     };
-    let watcher =
-        NetworkWatcher::start(source, capture, WatchOptions::default(), WatchMode::Poll)
-            .expect("the scripted capture does not fail");
+    let watcher = NetworkWatcher::start(source, capture, WatchOptions::default(), WatchMode::Poll)
+        .expect("the scripted capture does not fail");
     let mut rx = watcher.subscribe();
     rx.changed().await.expect("the watcher is alive");
     assert_eq!(watcher.generation().get(), 1);
