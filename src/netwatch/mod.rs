@@ -109,8 +109,8 @@ pub struct NetworkWatcher {
     generation: watch::Receiver<NetworkGeneration>,
     /// The snapshot that went with the latest generation (updated before the generation).
     snapshot: watch::Receiver<Arc<NetworkSnapshot>>,
-    /// Which source the task ended up with.
-    mode: WatchMode,
+    /// Which source the task runs on now (netlink can fail over to the poll).
+    mode: watch::Receiver<WatchMode>,
     /// The task, aborted on drop.
     task: JoinHandle<()>,
 }
@@ -125,9 +125,11 @@ impl NetworkWatcher {
 
     /// Starts watching with `options`.
     pub fn spawn_with(options: WatchOptions) -> io::Result<NetworkWatcher> {
-        let source = HintSource::open(&options);
-        let mode = source.mode();
-        NetworkWatcher::start(source, NetworkSnapshot::capture, options, mode)
+        NetworkWatcher::start(
+            HintSource::open(&options),
+            NetworkSnapshot::capture,
+            options,
+        )
     }
 
     /// A receiver of the generation; `changed()` resolves once per debounced network change.
@@ -145,10 +147,10 @@ impl NetworkWatcher {
         Arc::clone(&self.snapshot.borrow())
     }
 
-    /// Which source the watcher started with (a netlink socket that later fails is replaced
-    /// by the poll, with a log line, without changing this).
+    /// Which source the watcher runs on now: a netlink socket that fails is replaced by the
+    /// poll (with a log line), and this then says [`WatchMode::Poll`].
     pub fn mode(&self) -> WatchMode {
-        self.mode
+        *self.mode.borrow()
     }
 
     /// Takes the first snapshot and spawns the loop; shared by `spawn_with` and the tests,
@@ -157,7 +159,6 @@ impl NetworkWatcher {
         source: HintSource,
         mut capture: C,
         options: WatchOptions,
-        mode: WatchMode,
     ) -> io::Result<NetworkWatcher>
     where
         C: FnMut() -> io::Result<NetworkSnapshot> + Send + 'static,
@@ -165,9 +166,11 @@ impl NetworkWatcher {
         let first = Arc::new(capture()?);
         let (generation_tx, generation) = watch::channel(NetworkGeneration::default());
         let (snapshot_tx, snapshot) = watch::channel(first);
+        let (mode_tx, mode) = watch::channel(source.mode());
         let publisher = Publisher {
             generation: generation_tx,
             snapshot: snapshot_tx,
+            mode: mode_tx,
         };
         let task = tokio::spawn(watch_loop(source, capture, publisher, options));
         Ok(NetworkWatcher {
@@ -191,6 +194,8 @@ struct Publisher {
     generation: watch::Sender<NetworkGeneration>,
     /// Replaced before the bump, so a woken subscriber reads the matching snapshot.
     snapshot: watch::Sender<Arc<NetworkSnapshot>>,
+    /// The source in use, for [`NetworkWatcher::mode`].
+    mode: watch::Sender<WatchMode>,
 }
 
 impl Publisher {
@@ -283,7 +288,7 @@ async fn watch_loop<C>(
 {
     loop {
         if let Err(e) = source.next().await {
-            source = fall_back(e, &options);
+            source = fall_back(e, &options, &publisher);
             continue;
         }
         // A poll is its own debounce: its ticks are not a burst, and with an interval shorter
@@ -291,7 +296,7 @@ async fn watch_loop<C>(
         if source.mode() == WatchMode::Netlink
             && let Err(e) = settle(&mut source, &options).await
         {
-            source = fall_back(e, &options);
+            source = fall_back(e, &options, &publisher);
         }
         // getifaddrs and two small /proc files: microseconds, fine on the runtime thread.
         match capture() {
@@ -316,11 +321,12 @@ async fn settle(source: &mut HintSource, options: &WatchOptions) -> io::Result<(
 }
 
 /// Replaces a broken event source with the poll, saying so once.
-fn fall_back(error: io::Error, options: &WatchOptions) -> HintSource {
+fn fall_back(error: io::Error, options: &WatchOptions, publisher: &Publisher) -> HintSource {
     tracing::warn!(
         "network event source failed ({error}); polling the network every {:?}",
         options.poll_interval
     );
+    publisher.mode.send_replace(WatchMode::Poll);
     HintSource::poll(options.poll_interval)
 }
 

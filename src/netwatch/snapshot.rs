@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 /// One address assigned to one interface.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -230,17 +230,21 @@ fn read_optional(path: &str) -> io::Result<String> {
 }
 
 /// `RTF_UP` from `<linux/route.h>`: the route is usable.
+#[cfg(any(target_os = "linux", test))]
 const RTF_UP: u32 = 0x0001;
 /// `RTF_GATEWAY`: the route has a next hop.
+#[cfg(any(target_os = "linux", test))]
 const RTF_GATEWAY: u32 = 0x0002;
 /// `RTF_REJECT`: an unreachable/prohibit route. The IPv6 table always holds a rejecting
 /// `::/0` on `lo` as its fallback; it is not a way out.
+#[cfg(any(target_os = "linux", test))]
 const RTF_REJECT: u32 = 0x0200;
 
 /// Default routes from `/proc/net/route`: a header line, then `Iface Destination Gateway Flags
 /// RefCnt Use Metric Mask ...`, addresses as 8 hex digits of the network-order `u32` printed
 /// as a native integer (so `192.0.2.254` reads `FE0200C0` on a little-endian machine).
 /// Malformed lines are skipped: the file is the kernel's, but a parser of it does not panic.
+#[cfg(any(target_os = "linux", test))]
 pub(crate) fn parse_ipv4_default_routes(text: &str) -> Vec<DefaultRoute> {
     text.lines()
         .skip(1)
@@ -268,7 +272,7 @@ pub(crate) fn parse_ipv4_default_routes(text: &str) -> Vec<DefaultRoute> {
             }
             let gateway = if flags & RTF_GATEWAY != 0 {
                 let raw = u32::from_str_radix(gateway, 16).ok()?;
-                Some(IpAddr::V4(Ipv4Addr::from(raw.to_ne_bytes())))
+                Some(IpAddr::V4(std::net::Ipv4Addr::from(raw.to_ne_bytes())))
             } else {
                 None
             };
@@ -284,6 +288,7 @@ pub(crate) fn parse_ipv4_default_routes(text: &str) -> Vec<DefaultRoute> {
 /// Default routes from `/proc/net/ipv6_route`: no header; `dest dest_len src src_len next_hop
 /// metric refcnt use flags iface`, addresses as 32 hex digits in network order, lengths,
 /// metric and flags in hex.
+#[cfg(any(target_os = "linux", test))]
 pub(crate) fn parse_ipv6_default_routes(text: &str) -> Vec<DefaultRoute> {
     text.lines()
         .filter_map(|line| {
@@ -313,7 +318,7 @@ pub(crate) fn parse_ipv6_default_routes(text: &str) -> Vec<DefaultRoute> {
             let next_hop = u128::from_str_radix(next_hop, 16).ok()?;
             Some(DefaultRoute {
                 interface: (*iface).to_owned(),
-                gateway: (next_hop != 0).then(|| IpAddr::V6(Ipv6Addr::from(next_hop))),
+                gateway: (next_hop != 0).then(|| IpAddr::V6(std::net::Ipv6Addr::from(next_hop))),
                 metric: u32::from_str_radix(metric, 16).ok()?,
             })
         })

@@ -209,13 +209,8 @@ fn scripted_watcher(
         };
         Ok(next.expect("the script has at least one snapshot"))
     };
-    let watcher = NetworkWatcher::start(
-        HintSource::Injected(rx),
-        capture,
-        WatchOptions::default(),
-        WatchMode::Netlink,
-    )
-    .expect("the scripted capture does not fail");
+    let watcher = NetworkWatcher::start(HintSource::Injected(rx), capture, WatchOptions::default())
+        .expect("the scripted capture does not fail");
     (watcher, hints, captures)
 }
 
@@ -301,7 +296,7 @@ async fn polling_notices_a_change() {
         };
         Ok(next.expect("the script has at least one snapshot"))
     };
-    let watcher = NetworkWatcher::start(source, capture, WatchOptions::default(), WatchMode::Poll)
+    let watcher = NetworkWatcher::start(source, capture, WatchOptions::default())
         .expect("the scripted capture does not fail");
     let mut rx = watcher.subscribe();
     rx.changed().await.expect("the watcher is alive");
