@@ -9,6 +9,7 @@
 //! - `shutdown`: SIGTERM/SIGINT drain and SIGHUP reload, as state tasks can await.
 //! - `socks5`: the SOCKS5 server side (RFC 1928 CONNECT, RFC 1929 user/pass) for `-O`.
 //! - `pac`: PAC evaluation (QuickJS engine thread, helpers, result parser, fetch, cache).
+//! - `netwatch`: network-change detection (Linux netlink, elsewhere a poll) for roaming.
 //!
 //! The library never reads argv, the environment or files on its own: `main.rs` resolves a
 //! `Config` and hands it to `run`.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod config;
 #[cfg(unix)]
 pub mod daemon;
+pub mod netwatch;
 pub mod pac;
 pub mod proxy;
 pub mod shutdown;
