@@ -4,12 +4,14 @@
 //! Layout, one concern per module:
 //! - `auth`: credentials and secrets; `auth::ntlm` is the NTLM engine.
 //! - `config`: the resolved `Config` and the CNTLM config-file reader.
+//! - `http`: HTTP/1.x heads, body framing and header edits.
 //!
 //! The library never reads argv, the environment or files on its own: `main.rs` resolves a
 //! `Config` and hands it to `run`.
 
 pub mod auth;
 pub mod config;
+pub mod http;
 pub mod proxy;
 
 pub use proxy::run;
