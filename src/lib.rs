@@ -5,6 +5,9 @@
 //! - `auth`: credentials and secrets; `auth::ntlm` is the NTLM engine.
 //! - `config`: the resolved `Config` and the CNTLM config-file reader.
 //! - `http`: HTTP/1.x heads, body framing and header edits.
+//! - `proxy`: listeners, client sessions, forwarding, CONNECT (`run` lives here).
+//! - `route`: DIRECT or parent, from NoProxy and the parent list.
+//! - `upstream`: parent order and health, and the pool of authenticated connections.
 //!
 //! The library never reads argv, the environment or files on its own: `main.rs` resolves a
 //! `Config` and hands it to `run`.
@@ -13,5 +16,7 @@ pub mod auth;
 pub mod config;
 pub mod http;
 pub mod proxy;
+pub mod route;
+pub mod upstream;
 
 pub use proxy::run;

@@ -105,7 +105,10 @@ fn transfer_chunked(headers: &Headers) -> Result<bool, FramingError> {
     if values.len() > 1 {
         return Err(FramingError::BadTransferEncoding);
     }
-    let codings: Vec<&[u8]> = values[0].split(|&b| b == b',').map(|c| c.trim_ascii()).collect();
+    let codings: Vec<&[u8]> = values[0]
+        .split(|&b| b == b',')
+        .map(|c| c.trim_ascii())
+        .collect();
     let chunked = |c: &[u8]| c.eq_ignore_ascii_case(b"chunked");
     if codings.iter().any(|c| c.is_empty())
         || !codings.last().is_some_and(|c| chunked(c))
@@ -239,7 +242,11 @@ pub fn chunk_size(line: &[u8]) -> Result<u64, BodyError> {
 }
 
 /// Copies exactly `len` bytes.
-async fn copy_exact<R, W>(src: &mut Source<'_, R>, dst: &mut W, mut len: u64) -> Result<(), BodyError>
+async fn copy_exact<R, W>(
+    src: &mut Source<'_, R>,
+    dst: &mut W,
+    mut len: u64,
+) -> Result<(), BodyError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -248,7 +255,9 @@ where
         if src.buf.is_empty() && !src.fill().await? {
             return Err(BodyError::Truncated);
         }
-        let take = usize::try_from(len).unwrap_or(usize::MAX).min(src.buf.len());
+        let take = usize::try_from(len)
+            .unwrap_or(usize::MAX)
+            .min(src.buf.len());
         write(dst, &src.buf[..take]).await?;
         src.buf.advance(take);
         len -= take as u64;
@@ -333,22 +342,38 @@ mod tests {
     use crate::http::head::HeadLimits;
 
     fn req(raw: &str) -> RequestHead {
-        RequestHead::parse(raw.as_bytes(), &HeadLimits::from(&crate::config::Limits::default()))
-            .expect("valid")
-            .expect("complete")
-            .0
+        RequestHead::parse(
+            raw.as_bytes(),
+            &HeadLimits::from(&crate::config::Limits::default()),
+        )
+        .expect("valid")
+        .expect("complete")
+        .0
     }
 
     #[test]
     fn rfc9112_6_3_content_length_and_chunked_is_rejected() {
-        let h = req("POST http://h/ HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let h = req(
+            "POST http://h/ HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
         assert_eq!(request_body(&h), Err(FramingError::LengthAndChunked));
     }
 
     #[test]
     fn rfc9112_6_3_bad_lengths_are_rejected() {
-        for cl in ["1, 2", "+1", "-1", "0x1", "", "1 2", "a", "9223372036854775808"] {
-            let h = req(&format!("POST http://h/ HTTP/1.1\r\nContent-Length: {cl}\r\n\r\n"));
+        for cl in [
+            "1, 2",
+            "+1",
+            "-1",
+            "0x1",
+            "",
+            "1 2",
+            "a",
+            "9223372036854775808",
+        ] {
+            let h = req(&format!(
+                "POST http://h/ HTTP/1.1\r\nContent-Length: {cl}\r\n\r\n"
+            ));
             assert_eq!(request_body(&h), Err(FramingError::BadLength), "{cl}");
         }
         let h = req("POST http://h/ HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n");
@@ -360,10 +385,18 @@ mod tests {
     #[test]
     fn rfc9112_6_3_transfer_codings_must_end_in_chunked() {
         for te in ["xchunked", "chunked, identity", ",chunked", "gzip"] {
-            let h = req(&format!("POST http://h/ HTTP/1.1\r\nTransfer-Encoding: {te}\r\n\r\n"));
-            assert_eq!(request_body(&h), Err(FramingError::BadTransferEncoding), "{te}");
+            let h = req(&format!(
+                "POST http://h/ HTTP/1.1\r\nTransfer-Encoding: {te}\r\n\r\n"
+            ));
+            assert_eq!(
+                request_body(&h),
+                Err(FramingError::BadTransferEncoding),
+                "{te}"
+            );
         }
-        let h = req("POST http://h/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let h = req(
+            "POST http://h/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
         assert_eq!(request_body(&h), Err(FramingError::BadTransferEncoding));
         let h = req("POST http://h/ HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert_eq!(request_body(&h), Err(FramingError::TransferEncodingOn10));
@@ -387,7 +420,11 @@ mod tests {
             b"10000000000000000\r\n",
             b"8000000000000000\r\n",
         ] {
-            assert!(chunk_size(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                chunk_size(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -401,30 +438,54 @@ mod tests {
             .build();
         let mut buf = BytesMut::new();
         let mut out = Vec::new();
-        let n = copy_body(&mut io, &mut buf, &mut out, BodyKind::Chunked, Duration::from_secs(5))
-            .await
-            .expect("valid body");
+        let n = copy_body(
+            &mut io,
+            &mut buf,
+            &mut out,
+            BodyKind::Chunked,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("valid body");
         assert_eq!(out, wire.to_vec());
         assert_eq!(n, wire.len() as u64);
     }
 
     #[tokio::test]
     async fn chunk_data_without_crlf_is_malformed() {
-        let mut io = tokio_test::io::Builder::new().read(b"2\r\nabXX0\r\n\r\n").build();
+        let mut io = tokio_test::io::Builder::new()
+            .read(b"2\r\nabXX0\r\n\r\n")
+            .build();
         let mut buf = BytesMut::new();
         let mut out = Vec::new();
-        let r = copy_body(&mut io, &mut buf, &mut out, BodyKind::Chunked, Duration::from_secs(5)).await;
+        let r = copy_body(
+            &mut io,
+            &mut buf,
+            &mut out,
+            BodyKind::Chunked,
+            Duration::from_secs(5),
+        )
+        .await;
         assert!(matches!(r, Err(BodyError::Malformed(_))));
     }
 
     #[tokio::test]
     async fn length_body_leaves_following_bytes() {
-        let mut io = tokio_test::io::Builder::new().read(b"ab").read(b"cGET").build();
+        let mut io = tokio_test::io::Builder::new()
+            .read(b"ab")
+            .read(b"cGET")
+            .build();
         let mut buf = BytesMut::new();
         let mut out = Vec::new();
-        copy_body(&mut io, &mut buf, &mut out, BodyKind::Length(3), Duration::from_secs(5))
-            .await
-            .expect("body");
+        copy_body(
+            &mut io,
+            &mut buf,
+            &mut out,
+            BodyKind::Length(3),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("body");
         assert_eq!(out, b"abc");
         assert_eq!(&buf[..], b"GET");
     }
@@ -434,7 +495,14 @@ mod tests {
         let mut io = tokio_test::io::Builder::new().read(b"ab").build();
         let mut buf = BytesMut::new();
         let mut out = Vec::new();
-        let r = copy_body(&mut io, &mut buf, &mut out, BodyKind::Length(3), Duration::from_secs(5)).await;
+        let r = copy_body(
+            &mut io,
+            &mut buf,
+            &mut out,
+            BodyKind::Length(3),
+            Duration::from_secs(5),
+        )
+        .await;
         assert!(matches!(r, Err(BodyError::Truncated)));
     }
 }

@@ -312,6 +312,9 @@ impl ResponseHead {
     }
 }
 
+/// A head parser: `RequestHead::parse` or `ResponseHead::parse`.
+type ParseFn<T> = fn(&[u8], &HeadLimits) -> Result<Option<(T, usize)>, HeadError>;
+
 /// Reads until `parse` yields a head, consuming its bytes from `buf`; later bytes (a body,
 /// a pipelined request) stay in `buf`. `idle` bounds each wait for more bytes.
 async fn read_head<R, T>(
@@ -319,7 +322,7 @@ async fn read_head<R, T>(
     buf: &mut BytesMut,
     limits: &HeadLimits,
     idle: Option<Duration>,
-    parse: fn(&[u8], &HeadLimits) -> Result<Option<(T, usize)>, HeadError>,
+    parse: ParseFn<T>,
 ) -> Result<T, HeadError>
 where
     R: AsyncRead + Unpin,
@@ -391,20 +394,32 @@ mod tests {
 
     #[test]
     fn partial_head_needs_more() {
-        assert!(parse(b"GET http://h/ HTTP/1.1\r\nHost: h\r\n").expect("ok").is_none());
+        assert!(
+            parse(b"GET http://h/ HTTP/1.1\r\nHost: h\r\n")
+                .expect("ok")
+                .is_none()
+        );
     }
 
     #[test]
     fn limits_map_to_414_and_431() {
         let long_line = format!("GET http://h/{} HTTP/1.1\r\n\r\n", "a".repeat(9000));
-        assert_eq!(parse(long_line.as_bytes()).err().map(|e| e.status()), Some(414));
+        assert_eq!(
+            parse(long_line.as_bytes()).err().map(|e| e.status()),
+            Some(414)
+        );
         let partial_long_line = format!("GET http://h/{}", "a".repeat(9000));
         assert_eq!(
-            parse(partial_long_line.as_bytes()).err().map(|e| e.status()),
+            parse(partial_long_line.as_bytes())
+                .err()
+                .map(|e| e.status()),
             Some(414)
         );
         let long_field = format!("GET http://h/ HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
-        assert_eq!(parse(long_field.as_bytes()).err().map(|e| e.status()), Some(431));
+        assert_eq!(
+            parse(long_field.as_bytes()).err().map(|e| e.status()),
+            Some(431)
+        );
         let many = format!("GET http://h/ HTTP/1.1\r\n{}\r\n", "X: 1\r\n".repeat(101));
         assert_eq!(parse(many.as_bytes()).err().map(|e| e.status()), Some(431));
         let big = format!(
@@ -445,7 +460,9 @@ mod tests {
             .read(b"\n\r\nab")
             .build();
         let mut buf = BytesMut::new();
-        let head = read_request(&mut io, &mut buf, &limits()).await.expect("head");
+        let head = read_request(&mut io, &mut buf, &limits())
+            .await
+            .expect("head");
         assert_eq!(head.method, "POST");
         assert_eq!(head.headers.get("content-length"), Some(&b"3"[..]));
         assert_eq!(&buf[..], b"ab");

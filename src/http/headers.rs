@@ -92,7 +92,11 @@ impl Headers {
     /// Replaces the first `name` field in place (dropping later ones), or appends it.
     pub fn set(&mut self, name: &str, value: impl Into<Vec<u8>>) {
         let value = value.into();
-        match self.0.iter().position(|h| h.name.eq_ignore_ascii_case(name)) {
+        match self
+            .0
+            .iter()
+            .position(|h| h.name.eq_ignore_ascii_case(name))
+        {
             Some(at) => {
                 self.0[at].value = value;
                 let mut seen = 0usize;
@@ -202,7 +206,11 @@ mod tests {
 
     #[test]
     fn substitution_replaces_in_place_and_appends() {
-        let mut h = list(&[("User-Agent", "curl"), ("Accept", "*/*"), ("user-agent", "x")]);
+        let mut h = list(&[
+            ("User-Agent", "curl"),
+            ("Accept", "*/*"),
+            ("user-agent", "x"),
+        ]);
         h.substitute(&[
             HeaderSubstitution {
                 name: "User-Agent".into(),

@@ -1,22 +1,142 @@
 //! The proxy service: listeners, client sessions, forwarding and CONNECT.
+//!
+//! - `listener`: bind, ACL, connection cap, accept loop, shutdown.
+//! - `session`: one client connection, request after request.
+//! - `forward`: one plain request, DIRECT or through a parent (with the NTLM handshake).
+//! - `connect`: CONNECT tunnels and the shared splice.
+//! - `handshake`: the NTLM probe and the lockout gate.
+//! - `respond`: the short text answers we make ourselves (errors, 407 lockout).
+//! - `target`: request-target parsing and the loop guard.
+
+pub mod connect;
+pub mod forward;
+pub mod handshake;
+pub mod listener;
+pub mod respond;
+pub mod session;
+pub mod target;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config::Config;
+use tokio::net::TcpListener;
+
+use crate::config::{AclAction, Config};
+use crate::route::Router;
+use crate::upstream::{ParentSet, UpstreamPool};
+
+/// How long an idle upstream connection stays in the pool (below common parent keep-alive
+/// timeouts, e.g. Squid's `pconn_timeout` of 1 minute, to avoid the idle-close race).
+const POOL_IDLE: Duration = Duration::from_secs(50);
+/// Most idle connections kept per parent or origin.
+const POOL_PER_KEY: usize = 64;
 
 /// Why the proxy could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// Placeholder until the proxy lands.
-    #[error("the proxy is not built yet")]
-    NotBuilt,
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Gateway mode without any `Allow` rule would open the user's identity to the LAN.
+    #[error(
+        "gateway mode (Gateway yes / -g) needs at least one Allow rule, e.g. `Allow 192.168.0.0/16` or `-A 10.0.2.0/24`; refusing to lend your credentials to the whole network"
+    )]
+    OpenGateway,
+}
+
+/// State shared by every session of one running configuration.
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration in force.
+    pub config: Arc<Config>,
+    /// Idle upstream connections.
+    pub pool: UpstreamPool,
+    /// Parent proxies and their health.
+    pub parents: ParentSet,
+    /// NoProxy decisions.
+    pub router: Router,
+    /// Stops authenticating after repeated credential rejections.
+    pub gate: handshake::AuthGate,
+    /// The addresses we actually listen on (ports resolved), for the loop guard.
+    pub listening: Vec<SocketAddr>,
+}
+
+impl Shared {
+    /// Builds the shared state for `config`, listening on `listening`.
+    pub fn new(config: Arc<Config>, listening: Vec<SocketAddr>) -> Self {
+        let limits = &config.limits;
+        Shared {
+            pool: UpstreamPool::new(POOL_IDLE, POOL_PER_KEY),
+            parents: ParentSet::new(
+                config.parents.clone(),
+                limits.parent_connect,
+                limits.parent_backoff,
+            ),
+            router: Router::new(&config.no_proxy, !config.parents.is_empty()),
+            gate: handshake::AuthGate::new(limits.auth_failures),
+            listening,
+            config,
+        }
+    }
+}
+
+/// A proxy whose listeners are bound but not yet accepting.
+#[derive(Debug)]
+pub struct Proxy {
+    config: Arc<Config>,
+    listeners: Vec<TcpListener>,
+}
+
+impl Proxy {
+    /// Checks the configuration and binds every listen address (a failure is a startup error).
+    pub fn bind(config: Arc<Config>) -> Result<Self, RunError> {
+        if config.gateway && !config.acl.iter().any(|r| r.action == AclAction::Allow) {
+            return Err(RunError::OpenGateway);
+        }
+        listener::raise_open_file_limit();
+        let listeners = config
+            .listen
+            .iter()
+            .map(|&addr| {
+                listener::bind(addr, config.limits.backlog)
+                    .map_err(|source| RunError::Bind { addr, source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Proxy { config, listeners })
+    }
+
+    /// The bound addresses (with OS-assigned ports resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight sessions finish for up to
+    /// `Limits::shutdown_drain`.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+        let listening = self.local_addrs();
+        let shared = Arc::new(Shared::new(self.config, listening.clone()));
+        if shared.parents.is_empty() {
+            tracing::info!(listen = ?listening, "no parent proxy configured: working DIRECT");
+        } else {
+            tracing::info!(listen = ?listening, parents = ?shared.config.parents.iter().map(ToString::to_string).collect::<Vec<_>>(), "proxy listening");
+        }
+        listener::serve(shared, self.listeners, shutdown).await;
+        Ok(())
+    }
 }
 
 /// Runs the proxy on `config` until `shutdown` completes.
-pub async fn run(
-    _config: Arc<Config>,
-    _shutdown: impl Future<Output = ()>,
-) -> Result<(), RunError> {
-    Err(RunError::NotBuilt)
+pub async fn run(config: Arc<Config>, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    Proxy::bind(config)?.serve(shutdown).await
 }
