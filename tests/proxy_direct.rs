@@ -278,3 +278,102 @@ async fn unreachable_origin_is_502() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn plain_http_upgrade_becomes_a_tunnel_after_101() {
+    bounded(async {
+        let origin = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = origin.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let (mut s, _) = origin.accept().await.expect("accept");
+            let mut buf = bytes::BytesMut::new();
+            let limits = cntlm::http::HeadLimits::from(&cntlm::config::Limits::default());
+            let head = cntlm::http::head::read_request(&mut s, &mut buf, &limits).await.expect("head");
+            s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                .await
+                .expect("101");
+            let mut all = buf.to_vec();
+            s.read_to_end(&mut all).await.expect("read");
+            s.write_all(&all).await.expect("echo");
+            head
+        });
+        let proxy = start_proxy(Config::default());
+        let mut c = TestClient::connect(proxy.addr).await;
+        c.send(format!("GET http://{addr}/ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").as_bytes())
+            .await;
+        let a = c.answer("GET").await;
+        assert_eq!(a.head.status, 101);
+        c.stream.write_all(b"frame").await.expect("send");
+        c.stream.shutdown().await.expect("half-close");
+        let mut back = c.buf.to_vec();
+        c.stream.read_to_end(&mut back).await.expect("read");
+        assert_eq!(back, b"frame");
+        let head = server.await.expect("server");
+        assert_eq!(head.headers.get("upgrade"), Some(&b"websocket"[..]));
+        assert!(head.headers.has_token("connection", "upgrade"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn over_the_connection_cap_gets_a_fast_503() {
+    bounded(async {
+        let mut config = Config::default();
+        config.limits.max_connections = 1;
+        let proxy = start_proxy(config);
+        let (origin, _) = start_origin().await;
+        let mut first = TestClient::connect(proxy.addr).await;
+        // Make sure the first connection holds its slot (it has been served once).
+        let a = first
+            .request(
+                "GET",
+                format!("GET http://{origin}/ HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes(),
+            )
+            .await;
+        assert_eq!(a.head.status, 200);
+        let mut second = TestClient::connect(proxy.addr).await;
+        let a = second.answer("GET").await;
+        assert_eq!(a.head.status, 503);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn origin_closing_a_kept_alive_connection_is_replaced_silently() {
+    bounded(async {
+        // An origin that claims keep-alive and then closes after each answer.
+        let origin = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = origin.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = origin.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = bytes::BytesMut::new();
+                    let limits = cntlm::http::HeadLimits::from(&cntlm::config::Limits::default());
+                    if cntlm::http::head::read_request(&mut s, &mut buf, &limits)
+                        .await
+                        .is_ok()
+                    {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .await;
+                    }
+                });
+            }
+        });
+        let proxy = start_proxy(Config::default());
+        let mut c = TestClient::connect(proxy.addr).await;
+        for _ in 0..5 {
+            let a = c
+                .request(
+                    "GET",
+                    format!("GET http://{addr}/ HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes(),
+                )
+                .await;
+            assert_eq!(a.head.status, 200);
+            assert_eq!(a.body, b"ok");
+        }
+    })
+    .await;
+}

@@ -355,3 +355,72 @@ async fn authenticated_connect_probes_with_the_connect_itself() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn traffic_returns_to_the_first_parent_when_it_is_back() {
+    bounded(async {
+        let first = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let first_addr = first.local_addr().expect("addr");
+        drop(first); // refused for now
+        let (second, second_rec) = start_parent(ParentMode::Open).await;
+        let mut config = parent_config(&[first_addr, second], false);
+        config.limits.parent_backoff = std::time::Duration::ZERO; // re-probe at once
+        let proxy = start_proxy(config);
+        let mut c = TestClient::connect(proxy.addr).await;
+        let get = b"GET http://example.invalid/ HTTP/1.1\r\nHost: example.invalid\r\n\r\n";
+        assert_eq!(c.request("GET", get).await.head.status, 200);
+        assert_eq!(second_rec.requests().len(), 1);
+        // The first parent comes back on its old port.
+        let back = tokio::net::TcpListener::bind(first_addr)
+            .await
+            .expect("rebind the first parent");
+        let served = tokio::spawn(async move {
+            let (mut s, _) = back.accept().await.expect("accept");
+            let mut buf = bytes::BytesMut::new();
+            let limits = cntlm::http::HeadLimits::from(&cntlm::config::Limits::default());
+            let head = cntlm::http::head::read_request(&mut s, &mut buf, &limits)
+                .await
+                .expect("head");
+            s.write_all(b"HTTP/1.1 200 OK\r\nX-From: first\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .expect("answer");
+            head.target
+        });
+        let a = c.request("GET", get).await;
+        assert_eq!(a.header("x-from").as_deref(), Some("first"));
+        assert_eq!(
+            served.await.expect("first parent task"),
+            "http://example.invalid/"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn silent_parent_gives_504_after_the_first_byte_timeout() {
+    bounded(async {
+        let hole = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = hole.local_addr().expect("addr");
+        let held = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((s, _)) = hole.accept().await {
+                conns.push(s); // accept, never answer
+            }
+        });
+        let mut config = parent_config(&[addr], false);
+        config.limits.parent_first_byte = std::time::Duration::from_millis(200);
+        let proxy = start_proxy(config);
+        let mut c = TestClient::connect(proxy.addr).await;
+        let a = c
+            .request(
+                "GET",
+                b"GET http://example.invalid/ HTTP/1.1\r\nHost: example.invalid\r\n\r\n",
+            )
+            .await;
+        assert_eq!(a.head.status, 504);
+        held.abort();
+    })
+    .await;
+}

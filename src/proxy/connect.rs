@@ -100,11 +100,13 @@ async fn via_parents(
     let needs_auth = has_secret(&config.auth.credentials);
     let mut type3_sent = false;
     for _ in 0..4 {
+        // Only the preferred parent's pool: pooled connections to a fallback parent must
+        // not keep traffic away from the first parent once its back-off has passed.
         let pooled = shared
             .parents
             .candidates()
-            .into_iter()
-            .find_map(|i| shared.pool.checkout(&PoolKey::Parent(i)));
+            .first()
+            .and_then(|&i| shared.pool.checkout(&PoolKey::Parent(i)));
         let mut up = match pooled {
             Some(c) => c,
             None => match shared.parents.connect(&[]).await {

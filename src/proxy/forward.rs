@@ -242,11 +242,13 @@ async fn via_parents(
     let mut type3_sent = false;
     let mut skip_auth = false;
     for _ in 0..4 {
+        // Only the preferred parent's pool: pooled connections to a fallback parent must
+        // not keep traffic away from the first parent once its back-off has passed.
         let pooled = shared
             .parents
             .candidates()
-            .into_iter()
-            .find_map(|i| shared.pool.checkout(&PoolKey::Parent(i)));
+            .first()
+            .and_then(|&i| shared.pool.checkout(&PoolKey::Parent(i)));
         let mut up = match pooled {
             Some(c) => c,
             None => match shared.parents.connect(&[]).await {
@@ -473,6 +475,10 @@ pub async fn send(
                 .map_err(|e| head_error(e, who, reused))?;
             if !resp.is_interim() || resp.status == 101 {
                 return Ok(resp);
+            }
+            // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
+            if ctx.client_version == Version::Http10 {
+                continue;
             }
             client_wr
                 .write_all(&resp.to_bytes())

@@ -94,10 +94,7 @@ impl Record {
 pub fn dechunk(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut rest = raw;
-    loop {
-        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
         let line = std::str::from_utf8(&rest[..eol]).expect("utf8");
         let size =
             usize::from_str_radix(line.split(';').next().expect("size").trim(), 16).expect("hex");
