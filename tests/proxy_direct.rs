@@ -229,11 +229,13 @@ async fn head_deadline_gives_408() {
 #[tokio::test]
 async fn denied_client_is_closed_before_a_byte_is_read() {
     bounded(async {
-        let mut config = Config::default();
-        config.acl = vec![AclRule {
-            action: AclAction::Deny,
-            network: "127.0.0.0/8".parse().expect("net"),
-        }];
+        let config = Config {
+            acl: vec![AclRule {
+                action: AclAction::Deny,
+                network: "127.0.0.0/8".parse().expect("net"),
+            }],
+            ..Config::default()
+        };
         let proxy = start_proxy(config);
         let mut c = TestClient::connect(proxy.addr).await;
         let _ = c
@@ -252,9 +254,11 @@ async fn denied_client_is_closed_before_a_byte_is_read() {
 
 #[tokio::test]
 async fn gateway_without_allow_refuses_to_start() {
-    let mut config = Config::default();
-    config.gateway = true;
-    config.listen = vec!["127.0.0.1:0".parse().expect("addr")];
+    let config = Config {
+        gateway: true,
+        listen: vec!["127.0.0.1:0".parse().expect("addr")],
+        ..Config::default()
+    };
     let err = cntlm::proxy::Proxy::bind(std::sync::Arc::new(config)).expect_err("must refuse");
     assert!(err.to_string().contains("Allow"));
 }
