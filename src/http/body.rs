@@ -208,8 +208,20 @@ impl<R: AsyncRead + Unpin> Source<'_, R> {
     }
 }
 
-async fn write<W: AsyncWrite + Unpin>(dst: &mut W, bytes: &[u8]) -> Result<(), BodyError> {
-    dst.write_all(bytes).await.map_err(BodyError::Write)
+/// Writes to the receiver, which gets the same idle allowance as the sender: a client that
+/// stops reading must not pin the relay (and its upstream connection) forever.
+async fn write<W: AsyncWrite + Unpin>(
+    dst: &mut W,
+    bytes: &[u8],
+    idle: Duration,
+) -> Result<(), BodyError> {
+    match tokio::time::timeout(idle, dst.write_all(bytes)).await {
+        Ok(r) => r.map_err(BodyError::Write),
+        Err(_) => Err(BodyError::Write(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "receiver stopped reading",
+        ))),
+    }
 }
 
 /// Parses a chunk-size line (RFC 9112 §7.1): 1–16 hex digits, optional extensions after `;`,
@@ -258,7 +270,7 @@ where
         let take = usize::try_from(len)
             .unwrap_or(usize::MAX)
             .min(src.buf.len());
-        write(dst, &src.buf[..take]).await?;
+        write(dst, &src.buf[..take], src.idle).await?;
         src.buf.advance(take);
         len -= take as u64;
     }
@@ -292,13 +304,13 @@ where
                 break;
             }
             total += src.buf.len() as u64;
-            write(dst, src.buf).await?;
+            write(dst, src.buf, src.idle).await?;
             src.buf.clear();
         },
         BodyKind::Chunked => loop {
             let line = src.line().await?;
             let size = chunk_size(&line)?;
-            write(dst, &line).await?;
+            write(dst, &line, src.idle).await?;
             total += line.len() as u64;
             if size == 0 {
                 // Trailer section (RFC 9112 §7.1.2): header lines until an empty line.
@@ -309,7 +321,7 @@ where
                     if trailer_bytes > 64 * 1024 {
                         return Err(BodyError::Malformed("trailers too large"));
                     }
-                    write(dst, &line).await?;
+                    write(dst, &line, src.idle).await?;
                     total += line.len() as u64;
                     if &line[..] == b"\r\n" {
                         break;
@@ -327,7 +339,7 @@ where
             if &src.buf[..2] != b"\r\n" {
                 return Err(BodyError::Malformed("chunk data not followed by CRLF"));
             }
-            write(dst, b"\r\n").await?;
+            write(dst, b"\r\n", src.idle).await?;
             src.buf.advance(2);
             total += 2;
         },

@@ -313,7 +313,7 @@ pub async fn splice(a: &mut TcpStream, b: &mut TcpStream, idle: Duration) -> u64
                     let _ = b_wr.shutdown().await;
                 }
                 Ok(n) => {
-                    if b_wr.write_all(&a_buf[..n]).await.is_err() {
+                    if !matches!(tokio::time::timeout(idle, b_wr.write_all(&a_buf[..n])).await, Ok(Ok(()))) {
                         break;
                     }
                     total += n as u64;
@@ -326,7 +326,7 @@ pub async fn splice(a: &mut TcpStream, b: &mut TcpStream, idle: Duration) -> u64
                     let _ = a_wr.shutdown().await;
                 }
                 Ok(n) => {
-                    if a_wr.write_all(&b_buf[..n]).await.is_err() {
+                    if !matches!(tokio::time::timeout(idle, a_wr.write_all(&b_buf[..n])).await, Ok(Ok(()))) {
                         break;
                     }
                     total += n as u64;

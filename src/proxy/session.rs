@@ -139,6 +139,9 @@ async fn next_head(
     first: bool,
 ) -> Result<Option<RequestHead>, HeadError> {
     let cfg = &shared.config.limits;
+    // The header deadline runs from the first byte of a request (from the accept for the
+    // first one); between requests the keep-alive idle time applies.
+    let started = tokio::time::Instant::now();
     if client.buf.is_empty() {
         let idle = if first {
             cfg.header_deadline
@@ -152,8 +155,13 @@ async fn next_head(
             Err(_) => return Ok(None),
         }
     }
-    match tokio::time::timeout(
-        cfg.header_deadline,
+    let deadline = if first {
+        started + cfg.header_deadline
+    } else {
+        tokio::time::Instant::now() + cfg.header_deadline
+    };
+    match tokio::time::timeout_at(
+        deadline,
         read_request(&mut client.stream, &mut client.buf, limits),
     )
     .await
