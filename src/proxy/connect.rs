@@ -12,8 +12,9 @@ use crate::http::body::BodyKind;
 use crate::http::head::RequestHead;
 use crate::http::headers::UpgradePolicy;
 use crate::proxy::Shared;
-use crate::proxy::forward::{self, Ctx, Received, Reuse, Via, fail};
+use crate::proxy::forward::{self, fail};
 use crate::proxy::handshake::{self, ProbeOutcome, has_secret};
+use crate::proxy::relay::{self, Ctx, Received, Reuse, Via};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
 use crate::proxy::target::{names_us, split_host_port};
 use crate::route::Route;
@@ -165,7 +166,7 @@ async fn via_parents(
                         head: resp,
                         upload_complete: true,
                     };
-                    return forward::relay(
+                    return relay::relay(
                         shared,
                         ctx,
                         client,
@@ -218,7 +219,7 @@ async fn via_parents(
                     head: resp,
                     upload_complete: true,
                 };
-                return forward::relay(shared, ctx, client, up, r, Via::Parent, Reuse::Never, log)
+                return relay::relay(shared, ctx, client, up, r, Via::Parent, Reuse::Never, log)
                     .await;
             }
             shared.gate.accepted();
@@ -250,7 +251,7 @@ async fn established_or_relay(
             head: resp,
             upload_complete: true,
         };
-        return forward::relay(shared, ctx, client, up, r, Via::Parent, Reuse::IfClean, log).await;
+        return relay::relay(shared, ctx, client, up, r, Via::Parent, Reuse::IfClean, log).await;
     }
     // A 2xx to CONNECT has no body, whatever its headers claim (RFC 9110 §9.3.6): we answer
     // with our own clean head rather than relay framing fields the client must ignore.

@@ -3,6 +3,7 @@
 //! - `listener`: bind, ACL, connection cap, accept loop, shutdown.
 //! - `session`: one client connection, request after request.
 //! - `forward`: one plain request, DIRECT or through a parent (with the NTLM handshake).
+//! - `relay`: one exchange upstream: body streaming, 1xx, relaying the answer, pooling.
 //! - `connect`: CONNECT tunnels and the shared splice.
 //! - `handshake`: the NTLM probe and the lockout gate.
 //! - `respond`: the short text answers we make ourselves (errors, 407 lockout).
@@ -12,6 +13,7 @@ pub mod connect;
 pub mod forward;
 pub mod handshake;
 pub mod listener;
+pub mod relay;
 pub mod respond;
 pub mod session;
 pub mod target;
