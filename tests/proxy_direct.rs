@@ -381,3 +381,32 @@ async fn origin_closing_a_kept_alive_connection_is_replaced_silently() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn shutdown_closes_idle_keep_alive_clients_and_refuses_new_ones() {
+    bounded(async {
+        let (origin, _) = start_origin().await;
+        let mut config = Config::default();
+        config.limits.shutdown_drain = Duration::from_secs(3600); // a hang would time the test out
+        let proxy = start_proxy(config);
+        let addr = proxy.addr;
+        let mut idle = TestClient::connect(addr).await;
+        let a = idle
+            .request(
+                "GET",
+                format!("GET http://{origin}/ HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes(),
+            )
+            .await;
+        assert_eq!(a.head.status, 200);
+        proxy.shutdown().await;
+        assert!(
+            idle.is_closed().await,
+            "the idle keep-alive client was closed"
+        );
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "no longer accepting"
+        );
+    })
+    .await;
+}

@@ -181,7 +181,7 @@ struct Source<'a, R> {
 impl<R: AsyncRead + Unpin> Source<'_, R> {
     /// Reads more bytes into the buffer; `Ok(false)` at end of stream.
     async fn fill(&mut self) -> Result<bool, BodyError> {
-        self.buf.reserve(16 * 1024);
+        self.buf.reserve(64 * 1024);
         let n = tokio::time::timeout(self.idle, self.io.read_buf(self.buf))
             .await
             .map_err(|_| BodyError::Timeout)?

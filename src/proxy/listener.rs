@@ -63,10 +63,11 @@ pub async fn serve(
     shared: Arc<Shared>,
     listeners: Vec<TcpListener>,
     shutdown: impl Future<Output = ()>,
+    stop_tx: watch::Sender<bool>,
 ) {
     let cap = shared.config.limits.max_connections.max(1);
     let slots = Arc::new(Semaphore::new(cap));
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_rx = stop_tx.subscribe();
     let ids = Arc::new(AtomicU64::new(1));
     let mut loops = Vec::new();
     for listener in listeners {

@@ -69,11 +69,18 @@ pub struct Shared {
     pub gate: handshake::AuthGate,
     /// The addresses we actually listen on (ports resolved), for the loop guard.
     pub listening: Vec<SocketAddr>,
+    /// Becomes `true` at shutdown: idle keep-alive sessions then close instead of waiting.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Shared {
-    /// Builds the shared state for `config`, listening on `listening`.
-    pub fn new(config: Arc<Config>, listening: Vec<SocketAddr>) -> Self {
+    /// Builds the shared state for `config`, listening on `listening`; `stopping` turns
+    /// `true` at shutdown.
+    pub fn new(
+        config: Arc<Config>,
+        listening: Vec<SocketAddr>,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         let limits = &config.limits;
         Shared {
             pool: UpstreamPool::new(POOL_IDLE, POOL_PER_KEY),
@@ -85,6 +92,7 @@ impl Shared {
             router: Router::new(&config.no_proxy, !config.parents.is_empty()),
             gate: handshake::AuthGate::new(limits.auth_failures),
             listening,
+            stopping,
             config,
         }
     }
@@ -127,13 +135,14 @@ impl Proxy {
     /// `Limits::shutdown_drain`.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
         let listening = self.local_addrs();
-        let shared = Arc::new(Shared::new(self.config, listening.clone()));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let shared = Arc::new(Shared::new(self.config, listening.clone(), stop_rx));
         if shared.parents.is_empty() {
             tracing::info!(listen = ?listening, "no parent proxy configured: working DIRECT");
         } else {
             tracing::info!(listen = ?listening, parents = ?shared.config.parents.iter().map(ToString::to_string).collect::<Vec<_>>(), "proxy listening");
         }
-        listener::serve(shared, self.listeners, shutdown).await;
+        listener::serve(shared, self.listeners, shutdown, stop_tx).await;
         Ok(())
     }
 }

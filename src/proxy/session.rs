@@ -107,6 +107,9 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     };
     let limits = HeadLimits::from(&shared.config.limits);
     let mut first = true;
+    // Whether the client may still be sending when we close (after an answer that ends the
+    // connection early): then linger, so its unread bytes do not turn our answer into a RST.
+    let mut linger = false;
     loop {
         let head = match next_head(&shared, &mut client, &limits, first).await {
             Ok(Some(head)) => head,
@@ -114,6 +117,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             Err(e) => {
                 tracing::info!(client = %peer, status = e.status(), error = %e, "bad request");
                 let _ = respond::send_error(&mut client.stream, e.status(), &e.to_string()).await;
+                linger = true;
                 break;
             }
         };
@@ -124,10 +128,13 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             forward::serve(&shared, &mut client, head).await
         };
         if next == Next::Close {
+            linger = true;
             break;
         }
     }
-    close_gracefully(client.stream).await;
+    if linger {
+        close_gracefully(client.stream).await;
+    }
 }
 
 /// Waits for the next request head: up to the header deadline for the first request and the
@@ -148,11 +155,20 @@ async fn next_head(
         } else {
             cfg.client_idle
         };
-        match tokio::time::timeout(idle, client.stream.read_buf(&mut client.buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            Ok(_) => return Ok(None),
-            Err(_) if first => return Err(HeadError::Timeout),
-            Err(_) => return Ok(None),
+        let mut stopping = shared.stopping.clone();
+        if *stopping.borrow() && !first {
+            return Ok(None);
+        }
+        let wait = tokio::time::timeout(idle, client.stream.read_buf(&mut client.buf));
+        tokio::select! {
+            r = wait => match r {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return Ok(None),
+                Err(_) if first => return Err(HeadError::Timeout),
+                Err(_) => return Ok(None),
+            },
+            // Shutdown: an idle keep-alive connection has nothing in flight; close it.
+            _ = stopping.wait_for(|s| *s) => return Ok(None),
         }
     }
     let deadline = if first {

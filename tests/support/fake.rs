@@ -32,6 +32,19 @@ pub struct ProxyHandle {
     /// Where it listens.
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), cntlm::proxy::RunError>>>,
+}
+
+impl ProxyHandle {
+    /// Asks the proxy to shut down and waits until `serve` returns.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("proxy task").expect("proxy result");
+        }
+    }
 }
 
 impl Drop for ProxyHandle {
@@ -48,12 +61,13 @@ pub fn start_proxy(mut config: Config) -> ProxyHandle {
     let proxy = cntlm::proxy::Proxy::bind(Arc::new(config)).expect("bind proxy");
     let addr = proxy.local_addrs()[0];
     let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(proxy.serve(async {
+    let task = tokio::spawn(proxy.serve(async {
         let _ = rx.await;
     }));
     ProxyHandle {
         addr,
         stop: Some(tx),
+        task: Some(task),
     }
 }
 
