@@ -112,8 +112,14 @@ impl Proxy {
             return Err(RunError::OpenGateway);
         }
         listener::raise_open_file_limit();
-        let listeners = config
-            .listen
+        // No Listen at all: CNTLM's customary 127.0.0.1:3128 (it had no default).
+        let default_listen = [SocketAddr::from(([127, 0, 0, 1], 3128))];
+        let listen: &[SocketAddr] = if config.listen.is_empty() {
+            &default_listen
+        } else {
+            &config.listen
+        };
+        let listeners = listen
             .iter()
             .map(|&addr| {
                 listener::bind(addr, config.limits.backlog)
