@@ -115,7 +115,7 @@ pub async fn send(
     let (mut up_rd, mut up_wr) = up.stream.split();
     let download = async {
         for _ in 0..=10 {
-            let resp = read_response(&mut up_rd, &mut up.buf, &head_limits, None)
+            let mut resp = read_response(&mut up_rd, &mut up.buf, &head_limits, None)
                 .await
                 .map_err(|e| head_error(e, who, reused))?;
             if !resp.is_interim() || resp.status == 101 {
@@ -125,6 +125,7 @@ pub async fn send(
             if ctx.client_version == Version::Http10 {
                 continue;
             }
+            resp.headers.strip_hop_by_hop(UpgradePolicy::Strip);
             client_wr
                 .write_all(&resp.to_bytes())
                 .await
