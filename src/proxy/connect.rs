@@ -69,7 +69,7 @@ async fn direct(
     log: &mut RequestLog,
 ) -> Next {
     log.via = "DIRECT".to_string();
-    let mut up = match forward::connect_origin(shared, host, port).await {
+    let mut up = match forward::connect_origin(shared, client.peer.ip(), host, port).await {
         Ok(s) => s,
         Err(e) => return fail(client, log, e.status(), &e.to_string()).await,
     };

@@ -4,6 +4,8 @@
 //!
 //! The exchange itself (body streaming, 1xx, relaying the answer) is in `relay`.
 
+use std::net::IpAddr;
+
 use tokio::net::TcpStream;
 
 use crate::http::Version;
@@ -91,9 +93,46 @@ async fn handle(
     }
 }
 
-/// Connects to an origin DIRECT within the parent connect timeout.
+/// Whether `ip` is one of this host's private services: loopback, unspecified or link-local
+/// (169.254.0.0/16 includes cloud metadata services; fe80::/10).
+fn host_local(ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_unspecified() || v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// DESIGN.md "Who may reach what": in gateway mode a LAN client must not use DIRECT to reach
+/// the host's loopback or link-local services. Checked on the connected peer address, so a
+/// name that resolves to 127.0.0.1 is caught too.
+pub fn check_direct_peer(
+    shared: &Shared,
+    client: IpAddr,
+    stream: &TcpStream,
+    target: &str,
+) -> Result<(), UpstreamError> {
+    let client_local = host_local(client);
+    match stream.peer_addr() {
+        Ok(peer) if shared.config.gateway && !client_local && host_local(peer.ip()) => {
+            Err(UpstreamError::Forbidden {
+                target: target.to_string(),
+                rule: "in gateway mode, LAN clients may not reach this host's loopback or link-local services DIRECT",
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Connects to an origin DIRECT within the parent connect timeout, for `client`.
 pub async fn connect_origin(
     shared: &Shared,
+    client: IpAddr,
     host: &str,
     port: u16,
 ) -> Result<TcpStream, UpstreamError> {
@@ -105,6 +144,7 @@ pub async fn connect_origin(
     .await
     {
         Ok(Ok(s)) => {
+            check_direct_peer(shared, client, &s, &target)?;
             let _ = s.set_nodelay(true);
             Ok(s)
         }
@@ -148,11 +188,16 @@ async fn direct(
     for _ in 0..3 {
         let mut up = match shared.pool.checkout(&key) {
             Some(c) => c,
-            None => match connect_origin(shared, &target.host, target.port).await {
+            None => match connect_origin(shared, client.peer.ip(), &target.host, target.port).await
+            {
                 Ok(s) => UpstreamConn::fresh(s, key.clone(), AuthState::NotRequired),
                 Err(e) => return fail(client, log, e.status(), &e.to_string()).await,
             },
         };
+        // The pool is shared: a connection a local client opened is not for a LAN client.
+        if let Err(e) = check_direct_peer(shared, client.peer.ip(), &up.stream, &who) {
+            return fail(client, log, e.status(), &e.to_string()).await;
+        }
         match send(shared, ctx, client, &mut up, &bytes, &who).await {
             Ok(r) => {
                 return relay(shared, ctx, client, up, r, Via::Direct, Reuse::IfClean, log).await;
@@ -369,4 +414,33 @@ async fn drain_answer(
     )
     .await
     .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_local_covers_loopback_link_local_and_mapped() {
+        for local in [
+            "127.0.0.1",
+            "127.9.9.9",
+            "0.0.0.0",
+            "169.254.169.254",
+            "::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(host_local(local.parse().expect("ip")), "{local}");
+        }
+        for remote in [
+            "10.0.0.1",
+            "192.168.1.1",
+            "8.8.8.8",
+            "fd00::1",
+            "2001:db8::1",
+        ] {
+            assert!(!host_local(remote.parse().expect("ip")), "{remote}");
+        }
+    }
 }

@@ -68,6 +68,14 @@ pub enum UpstreamError {
         /// What went wrong (never the message bytes).
         reason: String,
     },
+    /// A policy forbids this destination for this client.
+    #[error("refused to connect to {target}: {rule}")]
+    Forbidden {
+        /// `host:port`.
+        target: String,
+        /// The rule that refused it, for the client's 403 text.
+        rule: &'static str,
+    },
     /// Any other I/O failure on the upstream connection.
     #[error("{who}: connection failed")]
     Io {
@@ -92,6 +100,7 @@ impl UpstreamError {
     pub fn status(&self) -> u16 {
         match self {
             UpstreamError::Timeout { .. } => 504,
+            UpstreamError::Forbidden { .. } => 403,
             _ => 502,
         }
     }
