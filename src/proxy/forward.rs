@@ -391,6 +391,9 @@ async fn via_parents(
     .await
 }
 
+/// Largest unusable probe answer we read and discard rather than open a new connection.
+const DRAIN_LIMIT: u64 = 64 * 1024;
+
 /// Drains a probe's unusable answer; whether the connection can carry the real request.
 async fn drain_answer(
     shared: &Shared,
@@ -401,7 +404,14 @@ async fn drain_answer(
     let Ok(kind) = response_body(method, resp) else {
         return false;
     };
-    if kind == BodyKind::UntilClose || !response_keeps_alive(resp) {
+    // A large answer (a HEAD probed as GET on a big file) costs less as a new connection
+    // than as a download thrown away.
+    let small = match kind {
+        BodyKind::None => true,
+        BodyKind::Length(n) => n <= DRAIN_LIMIT,
+        BodyKind::Chunked | BodyKind::UntilClose => false,
+    };
+    if !small || !response_keeps_alive(resp) {
         return false;
     }
     let idle = shared.config.limits.parent_first_byte;
