@@ -424,3 +424,65 @@ async fn silent_parent_gives_504_after_the_first_byte_timeout() {
     })
     .await;
 }
+
+/// Needs the NTLM engine. npm opens many sockets at once: with a wrong password that must
+/// cost at most the lockout threshold in Type 3s, not one per socket.
+#[tokio::test]
+async fn concurrent_clients_with_bad_credentials_send_at_most_three_type3() {
+    if !engine_ready() {
+        return;
+    }
+    bounded(async {
+        let (parent, rec) = start_parent(ParentMode::NtlmReject).await;
+        let proxy = start_proxy(parent_config(&[parent], true));
+        let mut clients = Vec::new();
+        for i in 0..20 {
+            let addr = proxy.addr;
+            clients.push(tokio::spawn(async move {
+                let mut c = TestClient::connect(addr).await;
+                let raw = format!(
+                    "GET http://example.invalid/{i} HTTP/1.1\r\nHost: example.invalid\r\n\r\n"
+                );
+                c.request("GET", raw.as_bytes()).await.head.status
+            }));
+        }
+        for c in clients {
+            assert_eq!(c.await.expect("client task"), 407);
+        }
+        assert!(
+            rec.type3.load(Ordering::SeqCst) <= 3,
+            "type3 = {}",
+            rec.type3.load(Ordering::SeqCst)
+        );
+    })
+    .await;
+}
+
+/// Needs the NTLM engine. Many concurrent clients, good credentials: all served.
+#[tokio::test]
+async fn concurrent_clients_with_good_credentials_are_all_served() {
+    if !engine_ready() {
+        return;
+    }
+    bounded(async {
+        let (parent, rec) = start_parent(ParentMode::Ntlm).await;
+        let proxy = start_proxy(parent_config(&[parent], true));
+        let mut clients = Vec::new();
+        for i in 0..20 {
+            let addr = proxy.addr;
+            clients.push(tokio::spawn(async move {
+                let mut c = TestClient::connect(addr).await;
+                let raw = format!("POST http://example.invalid/{i} HTTP/1.1\r\nHost: example.invalid\r\nContent-Length: 2\r\n\r\nhi");
+                c.request("POST", raw.as_bytes()).await
+            }));
+        }
+        for c in clients {
+            let a = c.await.expect("client task");
+            assert_eq!(a.head.status, 200);
+            assert_eq!(a.body, b"hi");
+        }
+        let type3 = rec.type3.load(Ordering::SeqCst);
+        assert_eq!(type3, rec.connections.load(Ordering::SeqCst), "one Type 3 per parent connection");
+    })
+    .await;
+}

@@ -141,6 +141,7 @@ async fn via_parents(
         let who = format!("parent {parent}");
         log.via = parent;
         let mut head = out.clone();
+        let mut probation = None;
         if up.auth == AuthState::Fresh {
             if type3_sent {
                 return fail(
@@ -151,6 +152,7 @@ async fn via_parents(
                 )
                 .await;
             }
+            probation = shared.gate.admit().await;
             if !shared.gate.is_open() {
                 return fail(client, log, 407, handshake::LOCKED_OUT).await;
             }
@@ -162,6 +164,7 @@ async fn via_parents(
                 }
                 Ok(ProbeOutcome::ParentClosed) => continue,
                 Ok(ProbeOutcome::NoNtlm(resp)) => {
+                    drop(probation);
                     let r = Received {
                         head: resp,
                         upload_complete: true,
@@ -179,6 +182,7 @@ async fn via_parents(
                     .await;
                 }
                 Ok(ProbeOutcome::Answer(resp)) => {
+                    drop(probation);
                     up.auth = AuthState::NotRequired;
                     return established_or_relay(shared, ctx, client, up, resp, log).await;
                 }
@@ -215,6 +219,7 @@ async fn via_parents(
         if type3_sent {
             if resp.status == 407 {
                 shared.gate.rejected(&who);
+                drop(probation);
                 let r = Received {
                     head: resp,
                     upload_complete: true,
@@ -226,6 +231,7 @@ async fn via_parents(
         } else if resp.status == 407 && up.reused && needs_auth {
             continue; // the pooled connection lost its authentication: handshake afresh
         }
+        drop(probation);
         return established_or_relay(shared, ctx, client, up, resp, log).await;
     }
     fail(

@@ -284,6 +284,7 @@ async fn via_parents(
         let who = format!("parent {parent}");
         log.via = parent;
         let mut authorization = None;
+        let mut probation = None;
         if up.auth == AuthState::Fresh {
             if type3_sent {
                 return fail(
@@ -294,6 +295,7 @@ async fn via_parents(
                 )
                 .await;
             }
+            probation = shared.gate.admit().await;
             if !shared.gate.is_open() {
                 return fail(client, log, 407, handshake::LOCKED_OUT).await;
             }
@@ -302,6 +304,7 @@ async fn via_parents(
                 Ok(ProbeOutcome::Challenge { authorization: a }) => authorization = Some(a),
                 Ok(ProbeOutcome::ParentClosed) => continue,
                 Ok(ProbeOutcome::NoNtlm(resp)) => {
+                    drop(probation);
                     let r = Received {
                         head: resp,
                         upload_complete: ctx.body == BodyKind::None,
@@ -312,6 +315,7 @@ async fn via_parents(
                     up.auth = AuthState::NotRequired;
                     if ctx.body == BodyKind::None && !is_head {
                         // A body-less request's probe is the request itself: this is the answer.
+                        drop(probation);
                         let r = Received {
                             head: resp,
                             upload_complete: true,
@@ -361,6 +365,7 @@ async fn via_parents(
                     // The parent forgot a pooled connection's authentication: start over.
                     continue;
                 }
+                drop(probation);
                 return relay(shared, ctx, client, up, r, Via::Parent, reuse, log).await;
             }
             Err(SendError::Retryable) if authorization.is_none() => continue,

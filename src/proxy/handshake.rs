@@ -29,6 +29,11 @@ pub struct AuthGate {
     limit: u32,
     /// Whether the closing was logged (once, not per request).
     announced: AtomicBool,
+    /// Whether the last Type 3 was accepted: until then handshakes run one at a time, so a
+    /// wrong password costs one rejection, not one per concurrent client socket.
+    proven: AtomicBool,
+    /// The one handshake allowed while not proven.
+    probation: tokio::sync::Semaphore,
 }
 
 impl AuthGate {
@@ -38,7 +43,21 @@ impl AuthGate {
             failures: AtomicU32::new(0),
             limit: limit.max(1),
             announced: AtomicBool::new(false),
+            proven: AtomicBool::new(false),
+            probation: tokio::sync::Semaphore::new(1),
         }
+    }
+
+    /// Waits for the right to run a handshake: free once credentials were accepted, one at a
+    /// time before (npm opens 200 sockets at once; with a wrong password that must cost one
+    /// rejection, not 200, or Active Directory locks the account). Hold the permit until the
+    /// Type 3's answer is known, then drop it.
+    pub async fn admit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        if self.proven.load(Ordering::Relaxed) {
+            return None;
+        }
+        // The semaphore is never closed, so acquiring only fails if it were.
+        self.probation.acquire().await.ok()
     }
 
     /// Whether we may still send a Type 3.
@@ -48,6 +67,7 @@ impl AuthGate {
 
     /// The parent rejected our Type 3.
     pub fn rejected(&self, parent: &str) {
+        self.proven.store(false, Ordering::Relaxed);
         let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if n >= self.limit && !self.announced.swap(true, Ordering::Relaxed) {
             tracing::error!(
@@ -66,6 +86,7 @@ impl AuthGate {
 
     /// The parent accepted a Type 3.
     pub fn accepted(&self) {
+        self.proven.store(true, Ordering::Relaxed);
         self.failures.store(0, Ordering::Relaxed);
     }
 }
