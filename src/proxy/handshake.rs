@@ -133,16 +133,24 @@ pub fn response_keeps_alive(head: &ResponseHead) -> bool {
     }
 }
 
-/// The NTLM token of the first `Proxy-Authenticate: NTLM <base64>` field, decoded.
+/// The NTLM token of the first `Proxy-Authenticate: NTLM <base64>` challenge, decoded. Each
+/// field may list several challenges separated by commas (RFC 9110 §11.6.1); base64 has no
+/// commas, so splitting on them is safe for the NTLM item. The scheme is checked, unlike
+/// CNTLM 0.92.3, which skips five characters of whatever comes first (notes §7 item 6).
 fn ntlm_challenge(head: &ResponseHead, max: usize) -> Result<Option<Vec<u8>>, String> {
-    for value in head.headers.get_all("proxy-authenticate") {
-        let Some(scheme) = value.get(..4) else {
+    let items = head
+        .headers
+        .get_all("proxy-authenticate")
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii);
+    for item in items {
+        let Some(scheme) = item.get(..4) else {
             continue;
         };
-        if !scheme.eq_ignore_ascii_case(b"NTLM") || value.len() < 6 || value[4] != b' ' {
+        if !scheme.eq_ignore_ascii_case(b"NTLM") || item.len() < 6 || item[4] != b' ' {
             continue;
         }
-        let token = value[5..].trim_ascii();
+        let token = item[5..].trim_ascii();
         if token.len() > max.div_ceil(3) * 4 + 4 {
             return Err(format!("NTLM challenge longer than {max} bytes"));
         }
@@ -312,4 +320,56 @@ pub fn probe_head(request: &RequestHead) -> RequestHead {
         head.headers.set("Content-Length", "0");
     }
     head
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{Headers, Version};
+
+    fn resp(fields: &[&str]) -> ResponseHead {
+        let mut headers = Headers::default();
+        for f in fields {
+            headers.push("Proxy-Authenticate", f.as_bytes());
+        }
+        ResponseHead {
+            version: Version::Http11,
+            status: 407,
+            reason: String::new(),
+            headers,
+        }
+    }
+
+    #[test]
+    fn ntlm_token_is_found_by_scheme_in_any_field_or_list() {
+        let r = resp(&["Negotiate", "Basic realm=\"a, b\"", "NTLM TlRMTVNTUAACAAAA"]);
+        assert_eq!(
+            ntlm_challenge(&r, 16384).expect("valid").expect("present")[..8],
+            b"NTLMSSP\0"[..]
+        );
+        let r = resp(&["Negotiate, ntlm TlRMTVNTUAACAAAA"]);
+        assert!(ntlm_challenge(&r, 16384).expect("valid").is_some());
+        let r = resp(&["NTLM", "Basic realm=\"x\""]);
+        assert!(ntlm_challenge(&r, 16384).expect("valid").is_none());
+        let r = resp(&["NTLM !!!"]);
+        assert!(ntlm_challenge(&r, 16384).is_err());
+        let r = resp(&[&format!("NTLM {}", "A".repeat(100))]);
+        assert!(ntlm_challenge(&r, 16).is_err(), "over the Type 2 limit");
+    }
+
+    #[test]
+    fn gate_closes_after_the_limit_and_reopens_only_on_success() {
+        let gate = AuthGate::new(3);
+        for _ in 0..2 {
+            gate.rejected("p");
+        }
+        assert!(gate.is_open());
+        gate.accepted();
+        for _ in 0..2 {
+            gate.rejected("p");
+        }
+        assert!(gate.is_open(), "the count is of consecutive rejections");
+        gate.rejected("p");
+        assert!(!gate.is_open());
+    }
 }
