@@ -8,15 +8,27 @@
 //! - `proxy`: listeners, client sessions, forwarding, CONNECT (`run` lives here).
 //! - `route`: DIRECT or parent, from NoProxy and the parent list.
 //! - `upstream`: parent order and health, and the pool of authenticated connections.
+//! - `cli`: CNTLM's command-line flags, validated into config settings.
+//! - `daemon` (Unix): detaching, the `-P` pid file, `-U` privilege drop, syslog.
+//! - `shutdown`: SIGTERM/SIGINT drain and SIGHUP reload, as state tasks can await.
+//! - `socks5`: the SOCKS5 server side (RFC 1928 CONNECT, RFC 1929 user/pass) for `-O`.
+//! - `pac`: PAC evaluation (QuickJS engine thread, helpers, result parser, fetch, cache).
 //!
 //! The library never reads argv, the environment or files on its own: `main.rs` resolves a
 //! `Config` and hands it to `run`.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod proxy;
 pub mod route;
 pub mod upstream;
+#[cfg(unix)]
+pub mod daemon;
+pub mod pac;
+pub mod proxy;
+pub mod shutdown;
+pub mod socks5;
 
 pub use proxy::run;

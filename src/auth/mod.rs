@@ -1,8 +1,10 @@
 //! Authentication to the parent proxy: credentials, and the schemes we speak.
 //!
 //! `ntlm` is the NTLM engine (hashes, messages, responses); `secret` holds the types that
-//! keep passwords and hashes out of logs and wipe them on drop.
+//! keep passwords and hashes out of logs and wipe them on drop. `negotiate` is Kerberos
+//! (HTTP Negotiate / SPNEGO) through the system GSSAPI.
 
+pub mod negotiate;
 pub mod ntlm;
 pub mod secret;
 

@@ -4,6 +4,12 @@
 //! (`file`, `keywords`, `crate::cli`); what leaves this module is one immutable `Config`,
 //! shared behind an `Arc` and replaced whole on reload.
 
+pub mod file;
+pub mod keywords;
+pub mod report;
+pub mod settings;
+pub mod values;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,0 +1,7 @@
+function FindProxyForURL(url, host) {
+  if (host == "hog.example") {
+    var hoard = [];
+    for (;;) hoard.push(new Array(100000).fill(host));
+  }
+  return "DIRECT";
+}

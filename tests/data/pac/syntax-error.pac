@@ -1,0 +1,5 @@
+function FindProxyForURL(url, host) {
+  if (host == "a.example" {
+    return "DIRECT";
+  }
+}
