@@ -20,15 +20,14 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod http;
-pub mod proxy;
-pub mod route;
-pub mod upstream;
 #[cfg(unix)]
 pub mod daemon;
+pub mod http;
 pub mod pac;
 pub mod proxy;
+pub mod route;
 pub mod shutdown;
 pub mod socks5;
+pub mod upstream;
 
 pub use proxy::run;
