@@ -60,12 +60,19 @@ pub fn acl_allows(acl: &[AclRule], client: IpAddr) -> bool {
 /// Accepts on every listener until `shutdown`, then waits for sessions to finish for at most
 /// the shutdown drain time.
 pub async fn serve(
-    shared: Arc<Shared>,
+    shared: watch::Receiver<Arc<Shared>>,
     listeners: Vec<TcpListener>,
     shutdown: impl Future<Output = ()>,
     stop_tx: watch::Sender<bool>,
 ) {
-    let cap = shared.config.limits.max_connections.max(1);
+    // The cap and the drain time are those of the configuration we started with.
+    let (cap, drain) = {
+        let first = shared.borrow();
+        (
+            first.config.limits.max_connections.max(1),
+            first.config.limits.shutdown_drain,
+        )
+    };
     let slots = Arc::new(Semaphore::new(cap));
     let stop_rx = stop_tx.subscribe();
     let ids = Arc::new(AtomicU64::new(1));
@@ -86,12 +93,11 @@ pub async fn serve(
     }
     tracing::info!("stopped accepting; waiting for sessions to finish");
     let all = u32::try_from(cap).unwrap_or(u32::MAX);
-    let _ =
-        tokio::time::timeout(shared.config.limits.shutdown_drain, slots.acquire_many(all)).await;
+    let _ = tokio::time::timeout(drain, slots.acquire_many(all)).await;
 }
 
 async fn accept_loop(
-    shared: Arc<Shared>,
+    configs: watch::Receiver<Arc<Shared>>,
     listener: TcpListener,
     slots: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
@@ -111,6 +117,8 @@ async fn accept_loop(
                 continue;
             }
         };
+        // The configuration current at accept time serves this connection to its end.
+        let shared = configs.borrow().clone();
         if !acl_allows(&shared.config.acl, peer.ip()) {
             tracing::info!(client = %peer, "connection refused by ACL");
             drop(stream);

@@ -137,18 +137,78 @@ impl Proxy {
             .collect()
     }
 
+    /// Wraps listeners bound elsewhere (e.g. before `-U` drops the privileges a low port
+    /// needs); they are made non-blocking here. Call inside the tokio runtime.
+    pub fn with_listeners(
+        config: Arc<Config>,
+        listeners: Vec<std::net::TcpListener>,
+    ) -> Result<Self, RunError> {
+        if config.gateway && !config.acl.iter().any(|r| r.action == AclAction::Allow) {
+            return Err(RunError::OpenGateway);
+        }
+        listener::raise_open_file_limit();
+        let listeners = listeners
+            .into_iter()
+            .map(|l| {
+                let addr = l
+                    .local_addr()
+                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                l.set_nonblocking(true)
+                    .and_then(|()| TcpListener::from_std(l))
+                    .map_err(|source| RunError::Bind { addr, source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Proxy {
+            config: config.clone(),
+            listeners,
+        })
+    }
+
     /// Serves until `shutdown` completes, then lets in-flight sessions finish for up to
     /// `Limits::shutdown_drain`.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+        let (_keep, configs) = tokio::sync::watch::channel(self.config.clone());
+        self.serve_reloadable(configs, shutdown).await
+    }
+
+    /// Like `serve`, and each configuration sent on `configs` applies to connections accepted
+    /// from then on (sessions in progress finish on the one they started with, so a reload
+    /// drops nothing). A reload starts a fresh pool, parent health and lockout count (the
+    /// lockout lasts "until reload"). Listen addresses are bound once: changing them needs a
+    /// restart, which is logged. A reloaded gateway configuration without an Allow rule is
+    /// refused and the running one kept.
+    pub async fn serve_reloadable(
+        self,
+        mut configs: tokio::sync::watch::Receiver<Arc<Config>>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), RunError> {
         let listening = self.local_addrs();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let shared = Arc::new(Shared::new(self.config, listening.clone(), stop_rx));
-        if shared.parents.is_empty() {
+        let first = Arc::new(Shared::new(self.config, listening.clone(), stop_rx.clone()));
+        if first.parents.is_empty() {
             tracing::info!(listen = ?listening, "no parent proxy configured: working DIRECT");
         } else {
-            tracing::info!(listen = ?listening, parents = ?shared.config.parents.iter().map(ToString::to_string).collect::<Vec<_>>(), "proxy listening");
+            tracing::info!(listen = ?listening, parents = ?first.config.parents.iter().map(ToString::to_string).collect::<Vec<_>>(), "proxy listening");
         }
-        listener::serve(shared, self.listeners, shutdown, stop_tx).await;
+        let (shared_tx, shared_rx) = tokio::sync::watch::channel(first);
+        configs.mark_unchanged();
+        let reloads = tokio::spawn(async move {
+            while configs.changed().await.is_ok() {
+                let config = configs.borrow_and_update().clone();
+                if config.gateway && !config.acl.iter().any(|r| r.action == AclAction::Allow) {
+                    tracing::error!("reloaded configuration refused: {}", RunError::OpenGateway);
+                    continue;
+                }
+                if config.listen != shared_tx.borrow().config.listen {
+                    tracing::warn!("Listen changed: the new addresses take effect after a restart");
+                }
+                let next = Shared::new(config, listening.clone(), stop_rx.clone());
+                let _ = shared_tx.send(Arc::new(next));
+                tracing::info!("configuration reloaded: new connections use it");
+            }
+        });
+        listener::serve(shared_rx, self.listeners, shutdown, stop_tx).await;
+        reloads.abort();
         Ok(())
     }
 }
