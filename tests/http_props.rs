@@ -113,3 +113,35 @@ proptest! {
         prop_assert_eq!(back, head);
     }
 }
+
+proptest! {
+    /// The fuzz target's invariant, on random input behind a valid request line.
+    #[test]
+    fn any_accepted_head_re_emits_to_itself(tail in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let mut data = b"GET http://h/ HTTP/1.1\r\n".to_vec();
+        data.extend_from_slice(&tail);
+        let limits = HeadLimits::from(&cntlm::config::Limits::default());
+        if let Ok(Some((head, used))) = RequestHead::parse(&data, &limits) {
+            prop_assert!(used <= data.len());
+            let again = head.to_bytes();
+            let back = RequestHead::parse(&again, &limits);
+            prop_assert!(matches!(&back, Ok(Some((b, n))) if *b == head && *n == again.len()), "{:?}", back);
+        }
+    }
+
+    /// The fuzz target's invariant for chunked bodies, on random bytes after a valid start.
+    #[test]
+    fn any_chunked_input_copies_a_verbatim_prefix(tail in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let mut data = b"5\r\nhello\r\n".to_vec();
+        data.extend_from_slice(&tail);
+        let mut reader = &data[..];
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let result = run(copy_body(&mut reader, &mut buf, &mut out, BodyKind::Chunked, Duration::from_secs(1)));
+        prop_assert!(out.len() <= data.len());
+        if result.is_ok() {
+            let consumed = data.len() - buf.len() - reader.len();
+            prop_assert_eq!(&out[..], &data[..consumed]);
+        }
+    }
+}
