@@ -4,6 +4,10 @@
 //! Layout, one concern per module:
 //! - `auth`: credentials and secrets; `auth::ntlm` is the NTLM engine.
 //! - `config`: the resolved `Config` and the CNTLM config-file reader.
+//! - `http`: HTTP/1.x heads, body framing and header edits.
+//! - `proxy`: listeners, client sessions, forwarding, CONNECT (`run` lives here).
+//! - `route`: DIRECT or parent, from NoProxy and the parent list.
+//! - `upstream`: parent order and health, and the pool of authenticated connections.
 //! - `cli`: CNTLM's command-line flags, validated into config settings.
 //! - `daemon` (Unix): detaching, the `-P` pid file, `-U` privilege drop, syslog.
 //! - `shutdown`: SIGTERM/SIGINT drain and SIGHUP reload, as state tasks can await.
@@ -20,9 +24,12 @@ pub mod config;
 #[cfg(unix)]
 pub mod daemon;
 pub mod netwatch;
+pub mod http;
 pub mod pac;
 pub mod proxy;
+pub mod route;
 pub mod shutdown;
 pub mod socks5;
+pub mod upstream;
 
 pub use proxy::run;

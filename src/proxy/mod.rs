@@ -1,22 +1,219 @@
 //! The proxy service: listeners, client sessions, forwarding and CONNECT.
+//!
+//! - `listener`: bind, ACL, connection cap, accept loop, shutdown.
+//! - `session`: one client connection, request after request.
+//! - `forward`: one plain request, DIRECT or through a parent (with the NTLM handshake).
+//! - `relay`: one exchange upstream: body streaming, 1xx, relaying the answer, pooling.
+//! - `connect`: CONNECT tunnels and the shared splice.
+//! - `handshake`: the NTLM probe and the lockout gate.
+//! - `respond`: the short text answers we make ourselves (errors, 407 lockout).
+//! - `target`: request-target parsing and the loop guard.
+
+pub mod connect;
+pub mod forward;
+pub mod handshake;
+pub mod listener;
+pub mod relay;
+pub mod respond;
+pub mod session;
+pub mod target;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config::Config;
+use tokio::net::TcpListener;
+
+use crate::config::{AclAction, Config};
+use crate::route::Router;
+use crate::upstream::{ParentSet, UpstreamPool};
+
+/// How long an idle upstream connection stays in the pool (below common parent keep-alive
+/// timeouts, e.g. Squid's `pconn_timeout` of 1 minute, to avoid the idle-close race).
+const POOL_IDLE: Duration = Duration::from_secs(50);
+/// Most idle connections kept per parent or origin.
+const POOL_PER_KEY: usize = 64;
 
 /// Why the proxy could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// Placeholder until the proxy lands.
-    #[error("the proxy is not built yet")]
-    NotBuilt,
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Gateway mode without any `Allow` rule would open the user's identity to the LAN.
+    #[error(
+        "gateway mode (Gateway yes / -g) needs at least one Allow rule, e.g. `Allow 192.168.0.0/16` or `-A 10.0.2.0/24`; refusing to lend your credentials to the whole network"
+    )]
+    OpenGateway,
+}
+
+/// State shared by every session of one running configuration.
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration in force.
+    pub config: Arc<Config>,
+    /// Idle upstream connections.
+    pub pool: UpstreamPool,
+    /// Parent proxies and their health.
+    pub parents: ParentSet,
+    /// NoProxy decisions.
+    pub router: Router,
+    /// Stops authenticating after repeated credential rejections.
+    pub gate: handshake::AuthGate,
+    /// The addresses we actually listen on (ports resolved), for the loop guard.
+    pub listening: Vec<SocketAddr>,
+    /// Becomes `true` at shutdown: idle keep-alive sessions then close instead of waiting.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// Builds the shared state for `config`, listening on `listening`; `stopping` turns
+    /// `true` at shutdown.
+    pub fn new(
+        config: Arc<Config>,
+        listening: Vec<SocketAddr>,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        let limits = &config.limits;
+        Shared {
+            pool: UpstreamPool::new(POOL_IDLE, POOL_PER_KEY),
+            parents: ParentSet::new(
+                config.parents.clone(),
+                limits.parent_connect,
+                limits.parent_backoff,
+            ),
+            router: Router::new(&config.no_proxy, !config.parents.is_empty()),
+            gate: handshake::AuthGate::new(limits.auth_failures),
+            listening,
+            stopping,
+            config,
+        }
+    }
+}
+
+/// A proxy whose listeners are bound but not yet accepting.
+#[derive(Debug)]
+pub struct Proxy {
+    config: Arc<Config>,
+    listeners: Vec<TcpListener>,
+}
+
+impl Proxy {
+    /// Checks the configuration and binds every listen address (a failure is a startup error).
+    pub fn bind(config: Arc<Config>) -> Result<Self, RunError> {
+        if config.gateway && !config.acl.iter().any(|r| r.action == AclAction::Allow) {
+            return Err(RunError::OpenGateway);
+        }
+        listener::raise_open_file_limit();
+        // No Listen at all: CNTLM's customary 127.0.0.1:3128 (it had no default).
+        let default_listen = [SocketAddr::from(([127, 0, 0, 1], 3128))];
+        let listen: &[SocketAddr] = if config.listen.is_empty() {
+            &default_listen
+        } else {
+            &config.listen
+        };
+        let listeners = listen
+            .iter()
+            .map(|&addr| {
+                listener::bind(addr, config.limits.backlog)
+                    .map_err(|source| RunError::Bind { addr, source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Proxy { config, listeners })
+    }
+
+    /// The bound addresses (with OS-assigned ports resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Wraps listeners bound elsewhere (e.g. before `-U` drops the privileges a low port
+    /// needs); they are made non-blocking here. Call inside the tokio runtime.
+    pub fn with_listeners(
+        config: Arc<Config>,
+        listeners: Vec<std::net::TcpListener>,
+    ) -> Result<Self, RunError> {
+        if config.gateway && !config.acl.iter().any(|r| r.action == AclAction::Allow) {
+            return Err(RunError::OpenGateway);
+        }
+        listener::raise_open_file_limit();
+        let listeners = listeners
+            .into_iter()
+            .map(|l| {
+                let addr = l
+                    .local_addr()
+                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                l.set_nonblocking(true)
+                    .and_then(|()| TcpListener::from_std(l))
+                    .map_err(|source| RunError::Bind { addr, source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Proxy {
+            config: config.clone(),
+            listeners,
+        })
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight sessions finish for up to
+    /// `Limits::shutdown_drain`.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+        let (_keep, configs) = tokio::sync::watch::channel(self.config.clone());
+        self.serve_reloadable(configs, shutdown).await
+    }
+
+    /// Like `serve`, and each configuration sent on `configs` applies to connections accepted
+    /// from then on (sessions in progress finish on the one they started with, so a reload
+    /// drops nothing). A reload starts a fresh pool, parent health and lockout count (the
+    /// lockout lasts "until reload"). Listen addresses are bound once: changing them needs a
+    /// restart, which is logged. A reloaded gateway configuration without an Allow rule is
+    /// refused and the running one kept.
+    pub async fn serve_reloadable(
+        self,
+        mut configs: tokio::sync::watch::Receiver<Arc<Config>>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), RunError> {
+        let listening = self.local_addrs();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let first = Arc::new(Shared::new(self.config, listening.clone(), stop_rx.clone()));
+        if first.parents.is_empty() {
+            tracing::info!(listen = ?listening, "no parent proxy configured: working DIRECT");
+        } else {
+            tracing::info!(listen = ?listening, parents = ?first.config.parents.iter().map(ToString::to_string).collect::<Vec<_>>(), "proxy listening");
+        }
+        let (shared_tx, shared_rx) = tokio::sync::watch::channel(first);
+        configs.mark_unchanged();
+        let reloads = tokio::spawn(async move {
+            while configs.changed().await.is_ok() {
+                let config = configs.borrow_and_update().clone();
+                if config.gateway && !config.acl.iter().any(|r| r.action == AclAction::Allow) {
+                    tracing::error!("reloaded configuration refused: {}", RunError::OpenGateway);
+                    continue;
+                }
+                if config.listen != shared_tx.borrow().config.listen {
+                    tracing::warn!("Listen changed: the new addresses take effect after a restart");
+                }
+                let next = Shared::new(config, listening.clone(), stop_rx.clone());
+                let _ = shared_tx.send(Arc::new(next));
+                tracing::info!("configuration reloaded: new connections use it");
+            }
+        });
+        listener::serve(shared_rx, self.listeners, shutdown, stop_tx).await;
+        reloads.abort();
+        Ok(())
+    }
 }
 
 /// Runs the proxy on `config` until `shutdown` completes.
-pub async fn run(
-    _config: Arc<Config>,
-    _shutdown: impl Future<Output = ()>,
-) -> Result<(), RunError> {
-    Err(RunError::NotBuilt)
+pub async fn run(config: Arc<Config>, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    Proxy::bind(config)?.serve(shutdown).await
 }

@@ -1,0 +1,347 @@
+//! CONNECT tunnels (RFC 9110 §9.3.6), DIRECT or through a parent with the same NTLM handshake
+//! as plain requests (the probe is the CONNECT itself carrying the Type 1), and the splice
+//! both CONNECT and plain-HTTP `Upgrade` use once the connection becomes a tunnel.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::http::body::BodyKind;
+use crate::http::head::RequestHead;
+use crate::http::headers::UpgradePolicy;
+use crate::proxy::Shared;
+use crate::proxy::forward::{self, fail};
+use crate::proxy::handshake::{self, ProbeOutcome, has_secret};
+use crate::proxy::relay::{self, Ctx, Received, Reuse, Via};
+use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
+use crate::proxy::target::{names_us, split_host_port};
+use crate::route::Route;
+use crate::upstream::{AuthState, PoolKey, Retry, UpstreamConn, UpstreamError};
+
+const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
+
+/// Serves one CONNECT request and logs it.
+pub async fn serve(shared: &Shared, client: &mut Client, req: RequestHead) -> Next {
+    let mut log = RequestLog::new(client.peer, &req);
+    let next = handle(shared, client, req, &mut log).await;
+    log.finish();
+    next
+}
+
+async fn handle(
+    shared: &Shared,
+    client: &mut Client,
+    req: RequestHead,
+    log: &mut RequestLog,
+) -> Next {
+    let Some((host, port)) = split_host_port(&req.target, None) else {
+        return fail(client, log, 400, "CONNECT needs host:port").await;
+    };
+    if names_us(&host, port, &shared.listening) {
+        return fail(
+            client,
+            log,
+            508,
+            "the request names this proxy itself; refusing to loop",
+        )
+        .await;
+    }
+    let ctx = Ctx {
+        method: req.method.clone(),
+        client_version: req.version,
+        body: BodyKind::None,
+        client_keep: client_keeps_alive(req.version, &req.headers),
+        upgrade: false,
+    };
+    match shared.router.route(&host) {
+        Route::Direct => direct(shared, client, &host, port, log).await,
+        Route::Parent => via_parents(shared, &ctx, client, req, log).await,
+    }
+}
+
+async fn direct(
+    shared: &Shared,
+    client: &mut Client,
+    host: &str,
+    port: u16,
+    log: &mut RequestLog,
+) -> Next {
+    log.via = "DIRECT".to_string();
+    let mut up = match forward::connect_origin(shared, client.peer.ip(), host, port).await {
+        Ok(s) => s,
+        Err(e) => return fail(client, log, e.status(), &e.to_string()).await,
+    };
+    log.status = 200;
+    if client.stream.write_all(ESTABLISHED).await.is_err() {
+        return Next::Close;
+    }
+    let mut none = BytesMut::new();
+    log.bytes = tunnel(client, &mut up, &mut none, shared.config.limits.tunnel_idle).await;
+    Next::Close
+}
+
+async fn via_parents(
+    shared: &Shared,
+    ctx: &Ctx,
+    client: &mut Client,
+    req: RequestHead,
+    log: &mut RequestLog,
+) -> Next {
+    let config = &shared.config;
+    let mut out = req;
+    out.headers.strip_hop_by_hop(UpgradePolicy::Strip);
+    if !out.headers.contains("host") {
+        let target = out.target.clone();
+        out.headers.push("Host", target);
+    }
+    out.headers.substitute(&config.headers);
+    out.headers.push("Proxy-Connection", "keep-alive");
+    let needs_auth = has_secret(&config.auth.credentials);
+    let mut type3_sent = false;
+    for _ in 0..4 {
+        // Only the preferred parent's pool: pooled connections to a fallback parent must
+        // not keep traffic away from the first parent once its back-off has passed.
+        let pooled = shared
+            .parents
+            .candidates()
+            .first()
+            .and_then(|&i| shared.pool.checkout(&PoolKey::Parent(i)));
+        let mut up = match pooled {
+            Some(c) => c,
+            None => match shared.parents.connect(&[]).await {
+                Ok((i, s)) => {
+                    let state = if needs_auth {
+                        AuthState::Fresh
+                    } else {
+                        AuthState::NotRequired
+                    };
+                    UpstreamConn::fresh(s, PoolKey::Parent(i), state)
+                }
+                Err(e) => {
+                    if config.direct_fallback
+                        && let Some((host, port)) = split_host_port(&out.target, None)
+                    {
+                        return direct(shared, client, &host, port, log).await;
+                    }
+                    return fail(client, log, 502, &e.to_string()).await;
+                }
+            },
+        };
+        let index = match up.key {
+            PoolKey::Parent(i) => i,
+            PoolKey::Origin(_) => 0,
+        };
+        let parent = shared
+            .parents
+            .get(index)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let who = format!("parent {parent}");
+        log.via = parent;
+        let mut head = out.clone();
+        let mut probation = None;
+        if up.auth == AuthState::Fresh {
+            if type3_sent {
+                return fail(
+                    client,
+                    log,
+                    502,
+                    &format!("{who} dropped the connection we authenticated"),
+                )
+                .await;
+            }
+            probation = shared.gate.admit().await;
+            if !shared.gate.is_open() {
+                return fail(client, log, 407, handshake::LOCKED_OUT).await;
+            }
+            match handshake::probe(&mut up, &out, &config.auth, &config.limits, &who).await {
+                Ok(ProbeOutcome::Challenge { authorization }) => {
+                    head.headers
+                        .push("Proxy-Authorization", authorization.as_bytes());
+                    type3_sent = true;
+                }
+                Ok(ProbeOutcome::ParentClosed) => continue,
+                Ok(ProbeOutcome::NoNtlm(resp)) => {
+                    drop(probation);
+                    let r = Received {
+                        head: resp,
+                        upload_complete: true,
+                    };
+                    return relay::relay(
+                        shared,
+                        ctx,
+                        client,
+                        up,
+                        r,
+                        Via::Parent,
+                        Reuse::Never,
+                        log,
+                    )
+                    .await;
+                }
+                Ok(ProbeOutcome::Answer(resp)) => {
+                    drop(probation);
+                    up.auth = AuthState::NotRequired;
+                    return established_or_relay(shared, ctx, client, up, resp, log).await;
+                }
+                Err(e) => {
+                    if matches!(e, UpstreamError::Timeout { .. }) {
+                        shared.parents.mark_down(index);
+                    }
+                    if e.retry() == Retry::FreshConnection {
+                        continue;
+                    }
+                    return fail(client, log, e.status(), &e.to_string()).await;
+                }
+            }
+        }
+        if let Err(source) = up.stream.write_all(&head.to_bytes()).await {
+            if up.reused && !type3_sent {
+                continue;
+            }
+            let e = UpstreamError::Io { who, source };
+            return fail(client, log, 502, &e.to_string()).await;
+        }
+        let resp = match handshake::read_final(&mut up, &config.limits, &who).await {
+            Ok(r) => r,
+            Err(e) => {
+                if e.retry() == Retry::FreshConnection && !type3_sent {
+                    continue;
+                }
+                if matches!(e, UpstreamError::Timeout { .. }) {
+                    shared.parents.mark_down(index);
+                }
+                return fail(client, log, e.status(), &e.to_string()).await;
+            }
+        };
+        if type3_sent {
+            if resp.status == 407 {
+                shared.gate.rejected(&who);
+                drop(probation);
+                let r = Received {
+                    head: resp,
+                    upload_complete: true,
+                };
+                return relay::relay(shared, ctx, client, up, r, Via::Parent, Reuse::Never, log)
+                    .await;
+            }
+            shared.gate.accepted();
+        } else if resp.status == 407 && up.reused && needs_auth {
+            continue; // the pooled connection lost its authentication: handshake afresh
+        }
+        drop(probation);
+        return established_or_relay(shared, ctx, client, up, resp, log).await;
+    }
+    fail(
+        client,
+        log,
+        502,
+        "the parent proxy kept closing the connection during authentication",
+    )
+    .await
+}
+
+/// A 2xx from the parent opens the tunnel; anything else is relayed as an answer.
+async fn established_or_relay(
+    shared: &Shared,
+    ctx: &Ctx,
+    client: &mut Client,
+    mut up: UpstreamConn,
+    resp: crate::http::ResponseHead,
+    log: &mut RequestLog,
+) -> Next {
+    if !(200..300).contains(&resp.status) {
+        let r = Received {
+            head: resp,
+            upload_complete: true,
+        };
+        return relay::relay(shared, ctx, client, up, r, Via::Parent, Reuse::IfClean, log).await;
+    }
+    // A 2xx to CONNECT has no body, whatever its headers claim (RFC 9110 §9.3.6): we answer
+    // with our own clean head rather than relay framing fields the client must ignore.
+    log.status = resp.status;
+    if client.stream.write_all(ESTABLISHED).await.is_err() {
+        return Next::Close;
+    }
+    log.bytes = tunnel(
+        client,
+        &mut up.stream,
+        &mut up.buf,
+        shared.config.limits.tunnel_idle,
+    )
+    .await;
+    Next::Close
+}
+
+/// Turns the client connection into a tunnel to `up`: bytes already read on either side go
+/// first, then both directions are copied until both ended or nothing moved for `idle`.
+/// Returns the bytes relayed in both directions.
+pub async fn tunnel(
+    client: &mut Client,
+    up: &mut TcpStream,
+    up_buf: &mut BytesMut,
+    idle: Duration,
+) -> u64 {
+    let mut total = 0u64;
+    if !client.buf.is_empty() {
+        if up.write_all(&client.buf).await.is_err() {
+            return total;
+        }
+        total += client.buf.len() as u64;
+        client.buf.clear();
+    }
+    if !up_buf.is_empty() {
+        if client.stream.write_all(up_buf).await.is_err() {
+            return total;
+        }
+        total += up_buf.len() as u64;
+        up_buf.clear();
+    }
+    total + splice(&mut client.stream, up, idle).await
+}
+
+/// Copies both directions between `a` and `b` with half-close: when one side ends its
+/// sending, the other side's write half is shut down and the other direction goes on.
+/// Ends when both directions ended, on any error, or after `idle` without traffic.
+pub async fn splice(a: &mut TcpStream, b: &mut TcpStream, idle: Duration) -> u64 {
+    let (mut a_rd, mut a_wr) = a.split();
+    let (mut b_rd, mut b_wr) = b.split();
+    let mut a_buf = vec![0u8; 32 * 1024];
+    let mut b_buf = vec![0u8; 32 * 1024];
+    let (mut a_done, mut b_done) = (false, false);
+    let mut total = 0u64;
+    while !(a_done && b_done) {
+        tokio::select! {
+            r = a_rd.read(&mut a_buf), if !a_done => match r {
+                Ok(0) => {
+                    a_done = true;
+                    let _ = b_wr.shutdown().await;
+                }
+                Ok(n) => {
+                    if !matches!(tokio::time::timeout(idle, b_wr.write_all(&a_buf[..n])).await, Ok(Ok(()))) {
+                        break;
+                    }
+                    total += n as u64;
+                }
+                Err(_) => break,
+            },
+            r = b_rd.read(&mut b_buf), if !b_done => match r {
+                Ok(0) => {
+                    b_done = true;
+                    let _ = a_wr.shutdown().await;
+                }
+                Ok(n) => {
+                    if !matches!(tokio::time::timeout(idle, a_wr.write_all(&b_buf[..n])).await, Ok(Ok(()))) {
+                        break;
+                    }
+                    total += n as u64;
+                }
+                Err(_) => break,
+            },
+            _ = tokio::time::sleep(idle) => break,
+        }
+    }
+    total
+}
