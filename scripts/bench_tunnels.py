@@ -59,7 +59,8 @@ async def open_tunnel(proxy_port, target_port):
     status = head.split(b"\r\n", 1)[0].split()
     if len(status) < 2 or status[1] != b"200":
         writer.close()
-        raise ConnectionError(f"status {status[1:2]}")
+        raise ConnectionError("status " + (status[1].decode(errors="replace")
+                                           if len(status) > 1 else "missing"))
     return reader, writer
 
 
