@@ -97,6 +97,8 @@ def rows(results, targets):
             yield (f"1 KiB, {title}, {c:,} conn{'s' if c > 1 else ''}: req/s (p99)",
                    {t.key: wrk_cell(wrk.get(f"{mode}/{c}/{t.key}")) for t in targets})
     ref = 10 if 10 in conns else conns[-1]
+    yield (f"100 KiB, keep-alive, {ref:,} conns: req/s (p99)",
+           {t.key: wrk_cell(wrk.get(f"keep-alive-100k/{ref}/{t.key}")) for t in targets})
     for mode in ("keep-alive", "close"):
         cells = {}
         for t in targets:
