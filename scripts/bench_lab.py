@@ -429,7 +429,10 @@ class Proxy:
         try:
             with open(self.log_file, errors="replace") as f:
                 lines = [line.strip() for line in f if line.strip()]
-            return f" (log: {lines[-1][:160]})" if lines else ""
+            # A warning or error says more than the last request line does.
+            loud = [ln for ln in lines if " WARN " in ln or " ERROR " in ln]
+            pick = (loud or lines)[-1:]
+            return f" (its log: {pick[0][:200]})" if pick else ""
         except OSError:
             return ""
 
