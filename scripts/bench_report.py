@@ -201,7 +201,7 @@ def render(results, targets):
         "",
         f"Measured {m['date']} on {m['nproc']} × {m['cpu']}, {m['mem_gib']} GiB RAM, "
         f"Linux {m['kernel']} (load average {m['load_at_start']} at start, "
-        f"{m.get('load_at_end', '?')} at the end); loopback only.",
+        f"{m.get('load_after_wrk', '?')} after the wrk runs); loopback only.",
         f"Versions: Squid {v['squid']}, CNTLM {v['cntlm']}, nginx {v['nginx']}, "
         f"wrk {v['wrk']}, curl {v['curl']}, ours {v['ours']}.",
         f"wrk runs of {s['duration']} s"
