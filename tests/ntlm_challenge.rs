@@ -40,9 +40,9 @@ fn fixed_inputs() -> ResponseInputs {
 fn every_truncation_of_a_valid_challenge_is_a_typed_error() {
     let full = bytes(SPEC_CHALLENGE);
     for len in 0..full.len() {
-        let err = ChallengeMessage::parse(&full[..len], DEFAULT_MAX_LEN)
-            .expect_err("a truncated challenge");
+        let parsed = ChallengeMessage::parse(&full[..len], DEFAULT_MAX_LEN);
         if len < 32 {
+            let err = parsed.expect_err("shorter than the fixed header");
             assert!(
                 matches!(
                     err,
@@ -50,11 +50,20 @@ fn every_truncation_of_a_valid_challenge_is_a_typed_error() {
                 ),
                 "{len}: {err:?}"
             );
+        } else if len < 48 {
+            // No TargetInfo descriptor yet: an old-style challenge whose TargetName (which
+            // nothing uses) is cut off; it still carries the server challenge.
+            let msg = parsed.expect("an old-style challenge");
+            assert!(msg.target_name.is_empty() && msg.target_info.is_none(), "{len}");
         } else {
+            let err = parsed.expect_err("a truncated TargetInfo");
             assert!(
                 matches!(
                     err,
-                    NtlmError::Malformed(Malformed::FieldOutOfBounds { .. })
+                    NtlmError::Malformed(Malformed::FieldOutOfBounds {
+                        field: "TargetInfo",
+                        ..
+                    })
                 ),
                 "{len}: {err:?}"
             );
@@ -68,21 +77,31 @@ fn lying_target_info_offset_and_length_are_malformed() {
     let full = bytes(SPEC_CHALLENGE);
     let mut offset = full.clone();
     offset[44..48].copy_from_slice(&u32::MAX.to_le_bytes());
-    let mut length = full.clone();
+    let mut length = full;
     length[40..42].copy_from_slice(&u16::MAX.to_le_bytes());
-    let mut name = full;
-    name[12..14].copy_from_slice(&0x1000u16.to_le_bytes());
-    for (bytes, field) in [
-        (offset, "TargetInfo"),
-        (length, "TargetInfo"),
-        (name, "TargetName"),
-    ] {
+    for bytes in [offset, length] {
         let err = ChallengeMessage::parse(&bytes, DEFAULT_MAX_LEN).expect_err("lies");
         assert!(
-            matches!(err, NtlmError::Malformed(Malformed::FieldOutOfBounds { field: f, .. }) if f == field),
+            matches!(err, NtlmError::Malformed(Malformed::FieldOutOfBounds { field: "TargetInfo", .. })),
             "{err:?}"
         );
     }
+}
+
+#[test]
+fn lying_target_name_is_ignored_as_cntlm_does() {
+    let mut name = bytes(SPEC_CHALLENGE);
+    name[12..14].copy_from_slice(&0x1000u16.to_le_bytes());
+    let msg = ChallengeMessage::parse(&name, DEFAULT_MAX_LEN).expect("TargetName is not used");
+    assert!(msg.target_name.is_empty());
+    assert!(msg.target_info.is_some(), "TargetInfo is still read");
+    // Squid's ntlm_fake_auth (the scripts/bench parent): TargetName offset 0xaaaaaaae.
+    let fake = hex::decode("4e544c4d535350000200000009000900aeaaaaaa068208006775d7f1fcb4535e0000000000003a00574f524b47524f5550").expect("hex");
+    let msg = ChallengeMessage::parse(&fake, DEFAULT_MAX_LEN).expect("ntlm_fake_auth's challenge");
+    assert_eq!(
+        msg.server_challenge,
+        [0x67, 0x75, 0xd7, 0xf1, 0xfc, 0xb4, 0x53, 0x5e]
+    );
 }
 
 #[test]

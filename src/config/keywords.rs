@@ -1,5 +1,5 @@
 //! The config keywords: CNTLM 0.92.3's 22 (cntlm-compat.md §2.2), the fork's `Pac`, and our
-//! `HashFormat` and `ProxyFallback`, each validated into `Settings`.
+//! `HashFormat`, `ProxyFallback` and `MaxConnections`, each validated into `Settings`.
 //!
 //! Keywords are case-insensitive. For a single-value keyword the **first** occurrence in the
 //! file wins and later ones are reported, as CNTLM does; list keywords (`Listen`, `Proxy`,
@@ -70,6 +70,8 @@ pub enum Keyword {
     HashFormat,
     /// `ProxyFallback direct|none` (ours): go DIRECT when every parent is down.
     ProxyFallback,
+    /// `MaxConnections n` (ours): client connections served at once (default 4096).
+    MaxConnections,
 }
 
 /// Canonical spellings, for lookup and messages.
@@ -99,6 +101,7 @@ const KEYWORDS: &[(&str, Keyword)] = &[
     ("Pac", Keyword::Pac),
     ("HashFormat", Keyword::HashFormat),
     ("ProxyFallback", Keyword::ProxyFallback),
+    ("MaxConnections", Keyword::MaxConnections),
 ];
 
 impl Keyword {
@@ -376,6 +379,9 @@ fn apply(
                 })?)
         }
         Keyword::ProxyFallback => settings.direct_fallback = Some(values::parse_fallback(value)?),
+        Keyword::MaxConnections => {
+            settings.max_connections = Some(values::parse_max_connections(value)?)
+        }
         // Decoded in `decode_hashes` once HashFormat is known.
         Keyword::PassLm | Keyword::PassNt | Keyword::PassNtlmV2 => {}
     }

@@ -71,6 +71,8 @@ pub struct Settings {
     pub pac: Option<String>,
     /// `-s`.
     pub serialize: Option<bool>,
+    /// `MaxConnections`.
+    pub max_connections: Option<usize>,
 }
 
 fn lists<T>(first: Vec<T>, then: Vec<T>) -> Vec<T> {
@@ -121,6 +123,7 @@ impl Settings {
             isa_scanner_agents: lists(self.isa_scanner_agents, file.isa_scanner_agents),
             pac: self.pac.or(file.pac),
             serialize: self.serialize.or(file.serialize),
+            max_connections: self.max_connections.or(file.max_connections),
         }
     }
 
@@ -195,7 +198,12 @@ impl Settings {
             isa_scanner_agents: self.isa_scanner_agents,
             pac: self.pac,
             serialize: self.serialize.unwrap_or(false),
-            limits: Limits::default(),
+            limits: Limits {
+                max_connections: self
+                    .max_connections
+                    .unwrap_or(Limits::default().max_connections),
+                ..Limits::default()
+            },
         }
     }
 }

@@ -329,6 +329,19 @@ pub fn parse_kib(text: &str) -> Result<u64, ValueError> {
         .map_err(|_| invalid(text, "a size", "a number of KiB, 0 for no limit"))
 }
 
+/// `MaxConnections`: how many client connections are served at once, 1 to 1,000,000 (each
+/// costs up to two descriptors, so the open-file limit is the practical bound).
+pub fn parse_max_connections(text: &str) -> Result<usize, ValueError> {
+    let text = text.trim();
+    let expected = "a number of connections from 1 to 1000000";
+    match text.parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) && text.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(n)
+        }
+        _ => Err(invalid(text, "a connection count", expected)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::http::body::BodyKind;
@@ -290,57 +290,92 @@ pub async fn tunnel(
             return total;
         }
         total += client.buf.len() as u64;
-        client.buf.clear();
     }
     if !up_buf.is_empty() {
         if client.stream.write_all(up_buf).await.is_err() {
             return total;
         }
         total += up_buf.len() as u64;
-        up_buf.clear();
     }
+    // The head buffers are done with: give their memory back rather than hold it for the
+    // tunnel's life (thousands of idle tunnels would keep 24 KiB each for nothing).
+    client.buf = BytesMut::new();
+    *up_buf = BytesMut::new();
     total + splice(&mut client.stream, up, idle).await
 }
+
+/// Bytes moved per read while a tunnel carries data. The buffer exists only while its
+/// direction has data waiting (see `splice`), so its size costs nothing per idle tunnel.
+const TUNNEL_CHUNK: usize = 64 * 1024;
 
 /// Copies both directions between `a` and `b` with half-close: when one side ends its
 /// sending, the other side's write half is shut down and the other direction goes on.
 /// Ends when both directions ended, on any error, or after `idle` without traffic.
+///
+/// Each direction waits for readiness without a buffer, takes one when data is there and
+/// drops it again as soon as the socket is drained: an idle tunnel holds no copy buffer, a
+/// busy one a single `TUNNEL_CHUNK` per direction. Two descriptors per tunnel, no pipes
+/// (`splice(2)` would need a pipe pair per direction: three times the descriptors).
 pub async fn splice(a: &mut TcpStream, b: &mut TcpStream, idle: Duration) -> u64 {
-    let (mut a_rd, mut a_wr) = a.split();
-    let (mut b_rd, mut b_wr) = b.split();
-    let mut a_buf = vec![0u8; 32 * 1024];
-    let mut b_buf = vec![0u8; 32 * 1024];
+    let (a_rd, mut a_wr) = a.split();
+    let (b_rd, mut b_wr) = b.split();
+    let mut a_buf: Option<Vec<u8>> = None;
+    let mut b_buf: Option<Vec<u8>> = None;
     let (mut a_done, mut b_done) = (false, false);
     let mut total = 0u64;
+    // One idle timer for the tunnel's life, pushed back after every event (cheaper than a
+    // new timer per chunk on a bulk transfer).
+    let quiet = tokio::time::sleep(idle);
+    tokio::pin!(quiet);
     while !(a_done && b_done) {
+        quiet
+            .as_mut()
+            .reset(tokio::time::Instant::now() + idle);
         tokio::select! {
-            r = a_rd.read(&mut a_buf), if !a_done => match r {
-                Ok(0) => {
-                    a_done = true;
-                    let _ = b_wr.shutdown().await;
+            r = a_rd.readable(), if !a_done => {
+                if r.is_err() {
+                    break;
                 }
-                Ok(n) => {
-                    if !matches!(tokio::time::timeout(idle, b_wr.write_all(&a_buf[..n])).await, Ok(Ok(()))) {
-                        break;
+                let buf = a_buf.get_or_insert_with(|| vec![0u8; TUNNEL_CHUNK]);
+                match a_rd.try_read(buf) {
+                    Ok(0) => {
+                        a_done = true;
+                        a_buf = None;
+                        let _ = b_wr.shutdown().await;
                     }
-                    total += n as u64;
-                }
-                Err(_) => break,
-            },
-            r = b_rd.read(&mut b_buf), if !b_done => match r {
-                Ok(0) => {
-                    b_done = true;
-                    let _ = a_wr.shutdown().await;
-                }
-                Ok(n) => {
-                    if !matches!(tokio::time::timeout(idle, a_wr.write_all(&b_buf[..n])).await, Ok(Ok(()))) {
-                        break;
+                    Ok(n) => {
+                        if !matches!(tokio::time::timeout(idle, b_wr.write_all(&buf[..n])).await, Ok(Ok(()))) {
+                            break;
+                        }
+                        total += n as u64;
                     }
-                    total += n as u64;
+                    // Drained (or a spurious wake-up): idle again, so no buffer.
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => a_buf = None,
+                    Err(_) => break,
                 }
-                Err(_) => break,
             },
-            _ = tokio::time::sleep(idle) => break,
+            r = b_rd.readable(), if !b_done => {
+                if r.is_err() {
+                    break;
+                }
+                let buf = b_buf.get_or_insert_with(|| vec![0u8; TUNNEL_CHUNK]);
+                match b_rd.try_read(buf) {
+                    Ok(0) => {
+                        b_done = true;
+                        b_buf = None;
+                        let _ = a_wr.shutdown().await;
+                    }
+                    Ok(n) => {
+                        if !matches!(tokio::time::timeout(idle, a_wr.write_all(&buf[..n])).await, Ok(Ok(()))) {
+                            break;
+                        }
+                        total += n as u64;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => b_buf = None,
+                    Err(_) => break,
+                }
+            },
+            _ = &mut quiet => break,
         }
     }
     total

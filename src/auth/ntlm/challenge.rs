@@ -97,7 +97,10 @@ impl<'a> ChallengeMessage<'a> {
             None
         };
 
-        let target_name = resolve("TargetName", target_name_field, bytes)?;
+        // Nothing we compute uses TargetName (NTLMv2 takes the names from TargetInfo), and
+        // Squid's `ntlm_fake_auth` sends its offset as filler bytes (0xaaaaaaae): CNTLM
+        // never reads it, so an unusable TargetName is taken as absent, not as fatal.
+        let target_name = target_name_field.resolve(bytes).unwrap_or_default();
         let target_info = match target_info_field {
             None => None,
             Some(field) if flags.contains(NegotiateFlags::TARGET_INFO) => {
