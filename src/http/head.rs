@@ -334,7 +334,9 @@ where
             buf.advance(n);
             return Ok(head);
         }
-        buf.reserve(8 * 1024);
+        // 4 KiB at a time: most heads fit in one read, and each of thousands of connections
+        // (tunnels opening at once) holds this buffer until its head is parsed.
+        buf.reserve(4 * 1024);
         let read = io.read_buf(buf);
         let n = match idle {
             Some(d) => tokio::time::timeout(d, read)

@@ -156,7 +156,11 @@ async fn via_parents(
             if !shared.gate.is_open() {
                 return fail(client, log, 407, handshake::LOCKED_OUT).await;
             }
-            match handshake::probe(&mut up, &out, &config.auth, &config.limits, &who).await {
+            // Boxed: the handshake's state is freed before the tunnel starts instead of
+            // sizing this future (held for the tunnel's life) by it.
+            let probed =
+                Box::pin(handshake::probe(&mut up, &out, &config.auth, &config.limits, &who)).await;
+            match probed {
                 Ok(ProbeOutcome::Challenge { authorization }) => {
                     head.headers
                         .push("Proxy-Authorization", authorization.as_bytes());
@@ -169,7 +173,7 @@ async fn via_parents(
                         head: resp,
                         upload_complete: true,
                     };
-                    return relay::relay(
+                    return Box::pin(relay::relay(
                         shared,
                         ctx,
                         client,
@@ -178,7 +182,7 @@ async fn via_parents(
                         Via::Parent,
                         Reuse::Never,
                         log,
-                    )
+                    ))
                     .await;
                 }
                 Ok(ProbeOutcome::Answer(resp)) => {
@@ -224,8 +228,17 @@ async fn via_parents(
                     head: resp,
                     upload_complete: true,
                 };
-                return relay::relay(shared, ctx, client, up, r, Via::Parent, Reuse::Never, log)
-                    .await;
+                return Box::pin(relay::relay(
+                    shared,
+                    ctx,
+                    client,
+                    up,
+                    r,
+                    Via::Parent,
+                    Reuse::Never,
+                    log,
+                ))
+                .await;
             }
             shared.gate.accepted();
         } else if resp.status == 407 && up.reused && needs_auth {
@@ -257,7 +270,17 @@ async fn established_or_relay(
             head: resp,
             upload_complete: true,
         };
-        return relay::relay(shared, ctx, client, up, r, Via::Parent, Reuse::IfClean, log).await;
+        return Box::pin(relay::relay(
+            shared,
+            ctx,
+            client,
+            up,
+            r,
+            Via::Parent,
+            Reuse::IfClean,
+            log,
+        ))
+        .await;
     }
     // A 2xx to CONNECT has no body, whatever its headers claim (RFC 9110 §9.3.6): we answer
     // with our own clean head rather than relay framing fields the client must ignore.

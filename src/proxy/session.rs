@@ -15,6 +15,10 @@ use crate::http::head::{HeadError, HeadLimits, RequestHead, read_request};
 use crate::http::{Headers, Version};
 use crate::proxy::{Shared, connect, forward, respond};
 
+/// First read buffer of a client connection: most request heads fit (a longer one grows it);
+/// each idle keep-alive connection or tunnel holds this much at most.
+const CLIENT_BUF: usize = 4 * 1024;
+
 /// A client connection and the bytes read from it but not yet consumed.
 #[derive(Debug)]
 pub struct Client {
@@ -102,7 +106,7 @@ impl RequestLog {
 pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let mut client = Client {
         stream,
-        buf: BytesMut::with_capacity(8 * 1024),
+        buf: BytesMut::with_capacity(CLIENT_BUF),
         peer,
     };
     let limits = HeadLimits::from(&shared.config.limits);
@@ -122,10 +126,13 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             }
         };
         first = false;
+        // Boxed: the request's state (a few KiB, most of it the NTLM handshake's) lives on
+        // the heap only while the request runs, so an idle keep-alive connection's task
+        // stays small; the session future itself would otherwise be 8.8 KiB for its life.
         let next = if head.method.eq_ignore_ascii_case("CONNECT") {
-            connect::serve(&shared, &mut client, head).await
+            Box::pin(connect::serve(&shared, &mut client, head)).await
         } else {
-            forward::serve(&shared, &mut client, head).await
+            Box::pin(forward::serve(&shared, &mut client, head)).await
         };
         if next == Next::Close {
             linger = true;
@@ -194,7 +201,9 @@ async fn next_head(
 /// unread bytes with a RST that could destroy our response in flight.
 async fn close_gracefully(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
-    let mut sink = [0u8; 8 * 1024];
+    // On the heap, and only now: an array here would be part of every session's future
+    // (8 KiB per connection, idle or not, for its whole life).
+    let mut sink = vec![0u8; 8 * 1024];
     let mut drained = 0usize;
     let linger = async {
         while drained < 1024 * 1024 {

@@ -52,7 +52,9 @@ impl UpstreamConn {
     pub fn fresh(stream: TcpStream, key: PoolKey, auth: AuthState) -> Self {
         UpstreamConn {
             stream,
-            buf: BytesMut::with_capacity(16 * 1024),
+            // Grows for bodies (`http::body` reads 64 KiB at a time); a CONNECT through the
+            // parent only ever reads two small heads into it.
+            buf: BytesMut::with_capacity(4 * 1024),
             key,
             auth,
             reused: false,
