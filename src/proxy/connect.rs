@@ -14,6 +14,7 @@ use crate::http::headers::UpgradePolicy;
 use crate::proxy::Shared;
 use crate::proxy::forward::{self, fail};
 use crate::proxy::handshake::{self, ProbeOutcome, has_secret};
+use crate::proxy::ntlm_to_basic::{self, ClientAccount};
 use crate::proxy::relay::{self, Ctx, Received, Reuse, Via};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
 use crate::proxy::target::{names_us, split_host_port};
@@ -48,6 +49,15 @@ async fn handle(
         )
         .await;
     }
+    // -B: the client's own account, read before the hop-by-hop header goes.
+    let account = if shared.config.ntlm_to_basic {
+        match shared.accounts.from_headers(&req.headers) {
+            Some(account) => Some(account),
+            None => return ntlm_to_basic::ask(client, log).await,
+        }
+    } else {
+        None
+    };
     let ctx = Ctx {
         method: req.method.clone(),
         client_version: req.version,
@@ -57,7 +67,7 @@ async fn handle(
     };
     match shared.router.route(&host) {
         Route::Direct => direct(shared, client, &host, port, log).await,
-        Route::Parent => via_parents(shared, &ctx, client, req, log).await,
+        Route::Parent => via_parents(shared, &ctx, client, req, account.as_ref(), log).await,
     }
 }
 
@@ -87,6 +97,7 @@ async fn via_parents(
     ctx: &Ctx,
     client: &mut Client,
     req: RequestHead,
+    account: Option<&ClientAccount>,
     log: &mut RequestLog,
 ) -> Next {
     let config = &shared.config;
@@ -98,7 +109,13 @@ async fn via_parents(
     }
     out.headers.substitute(&config.headers);
     out.headers.push("Proxy-Connection", "keep-alive");
-    let needs_auth = has_secret(&config.auth.credentials);
+    // -B: the client's account, its own pool identity and lockout count.
+    let account_auth = account.map(|a| a.auth(&config.auth));
+    let auth = account_auth.as_ref().unwrap_or(&config.auth);
+    let account_gate = account.map(|a| shared.accounts.gate(a));
+    let gate = account_gate.as_deref().unwrap_or(&shared.gate);
+    let identity = account.map(ClientAccount::identity);
+    let needs_auth = has_secret(&auth.credentials);
     let mut type3_sent = false;
     for _ in 0..4 {
         // Only the preferred parent's pool: pooled connections to a fallback parent must
@@ -107,7 +124,7 @@ async fn via_parents(
             .parents
             .candidates()
             .first()
-            .and_then(|&i| shared.pool.checkout(&PoolKey::Parent(i)));
+            .and_then(|&i| shared.pool.checkout_as(&PoolKey::Parent(i), identity));
         let mut up = match pooled {
             Some(c) => c,
             None => match shared.parents.connect(&[]).await {
@@ -117,7 +134,7 @@ async fn via_parents(
                     } else {
                         AuthState::NotRequired
                     };
-                    UpstreamConn::fresh(s, PoolKey::Parent(i), state)
+                    UpstreamConn::fresh(s, PoolKey::Parent(i), state).for_identity(identity)
                 }
                 Err(e) => {
                     if config.direct_fallback
@@ -152,11 +169,11 @@ async fn via_parents(
                 )
                 .await;
             }
-            probation = shared.gate.admit().await;
-            if !shared.gate.is_open() {
+            probation = gate.admit().await;
+            if !gate.is_open() {
                 return fail(client, log, 407, handshake::LOCKED_OUT).await;
             }
-            match handshake::probe(&mut up, &out, &config.auth, &config.limits, &who).await {
+            match handshake::probe(&mut up, &out, auth, &config.limits, &who).await {
                 Ok(ProbeOutcome::Challenge { authorization }) => {
                     head.headers
                         .push("Proxy-Authorization", authorization.as_bytes());
@@ -218,7 +235,7 @@ async fn via_parents(
         };
         if type3_sent {
             if resp.status == 407 {
-                shared.gate.rejected(&who);
+                gate.rejected(&who);
                 drop(probation);
                 let r = Received {
                     head: resp,
@@ -227,7 +244,7 @@ async fn via_parents(
                 return relay::relay(shared, ctx, client, up, r, Via::Parent, Reuse::Never, log)
                     .await;
             }
-            shared.gate.accepted();
+            gate.accepted();
         } else if resp.status == 407 && up.reused && needs_auth {
             continue; // the pooled connection lost its authentication: handshake afresh
         }

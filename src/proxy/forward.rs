@@ -13,6 +13,7 @@ use crate::http::body::{BodyError, BodyKind, copy_body, request_body, response_b
 use crate::http::head::{RequestHead, ResponseHead};
 use crate::http::headers::UpgradePolicy;
 use crate::proxy::handshake::{self, ProbeOutcome, has_secret, response_keeps_alive};
+use crate::proxy::ntlm_to_basic::{self, ClientAccount};
 use crate::proxy::relay::{Ctx, Received, Reuse, SendError, Via, relay, send};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
 use crate::proxy::target::{Target, names_us};
@@ -67,6 +68,15 @@ async fn handle(
         )
         .await;
     }
+    // -B: the client's own account, read before the hop-by-hop header goes.
+    let account = if shared.config.ntlm_to_basic {
+        match shared.accounts.from_headers(&req.headers) {
+            Some(account) => Some(account),
+            None => return ntlm_to_basic::ask(client, log).await,
+        }
+    } else {
+        None
+    };
     let upgrade = req.headers.contains("upgrade") && req.headers.has_token("connection", "upgrade");
     let ctx = Ctx {
         method: req.method.clone(),
@@ -89,7 +99,9 @@ async fn handle(
     }
     match shared.router.route(&target.host) {
         Route::Direct => direct(shared, &ctx, client, out, &target, log).await,
-        Route::Parent => via_parents(shared, &ctx, client, out, &target, log).await,
+        Route::Parent => {
+            via_parents(shared, &ctx, client, out, &target, account.as_ref(), log).await
+        }
     }
 }
 
@@ -232,13 +244,20 @@ async fn via_parents(
     client: &mut Client,
     mut out: RequestHead,
     target: &Target,
+    account: Option<&ClientAccount>,
     log: &mut RequestLog,
 ) -> Next {
     // The parent connection stays keep-alive whatever the client said: the handshake needs
     // it and the pool wants it (CNTLM 0.92.3 forwards the client's `Connection: close`).
     out.headers.push("Proxy-Connection", "keep-alive");
     let config = &shared.config;
-    let needs_auth = has_secret(&config.auth.credentials);
+    // -B: the client's account, its own pool identity and lockout count.
+    let account_auth = account.map(|a| a.auth(&config.auth));
+    let auth = account_auth.as_ref().unwrap_or(&config.auth);
+    let account_gate = account.map(|a| shared.accounts.gate(a));
+    let gate = account_gate.as_deref().unwrap_or(&shared.gate);
+    let identity = account.map(ClientAccount::identity);
+    let needs_auth = has_secret(&auth.credentials);
     let is_head = ctx.method.eq_ignore_ascii_case("HEAD");
     let mut type3_sent = false;
     let mut skip_auth = false;
@@ -249,7 +268,7 @@ async fn via_parents(
             .parents
             .candidates()
             .first()
-            .and_then(|&i| shared.pool.checkout(&PoolKey::Parent(i)));
+            .and_then(|&i| shared.pool.checkout_as(&PoolKey::Parent(i), identity));
         let mut up = match pooled {
             Some(c) => c,
             None => match shared.parents.connect(&[]).await {
@@ -259,7 +278,7 @@ async fn via_parents(
                     } else {
                         AuthState::NotRequired
                     };
-                    UpstreamConn::fresh(s, PoolKey::Parent(i), state)
+                    UpstreamConn::fresh(s, PoolKey::Parent(i), state).for_identity(identity)
                 }
                 Err(e) => {
                     if config.direct_fallback {
@@ -295,12 +314,12 @@ async fn via_parents(
                 )
                 .await;
             }
-            probation = shared.gate.admit().await;
-            if !shared.gate.is_open() {
+            probation = gate.admit().await;
+            if !gate.is_open() {
                 return fail(client, log, 407, handshake::LOCKED_OUT).await;
             }
             let probe = handshake::probe_head(&out);
-            match handshake::probe(&mut up, &probe, &config.auth, &config.limits, &who).await {
+            match handshake::probe(&mut up, &probe, auth, &config.limits, &who).await {
                 Ok(ProbeOutcome::Challenge { authorization: a }) => authorization = Some(a),
                 Ok(ProbeOutcome::ParentClosed) => continue,
                 Ok(ProbeOutcome::NoNtlm(resp)) => {
@@ -351,10 +370,10 @@ async fn via_parents(
                 let mut reuse = Reuse::IfClean;
                 if authorization.is_some() {
                     if r.head.status == 407 {
-                        shared.gate.rejected(&who);
+                        gate.rejected(&who);
                         reuse = Reuse::Never;
                     } else {
-                        shared.gate.accepted();
+                        gate.accepted();
                         up.auth = AuthState::Authenticated;
                     }
                 } else if r.head.status == 407

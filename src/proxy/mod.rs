@@ -6,6 +6,7 @@
 //! - `relay`: one exchange upstream: body streaming, 1xx, relaying the answer, pooling.
 //! - `connect`: CONNECT tunnels and the shared splice.
 //! - `handshake`: the NTLM probe and the lockout gate.
+//! - `ntlm_to_basic`: `-B`, each client's own account from its Basic header.
 //! - `respond`: the short text answers we make ourselves (errors, 407 lockout).
 //! - `target`: request-target parsing and the loop guard.
 
@@ -13,6 +14,7 @@ pub mod connect;
 pub mod forward;
 pub mod handshake;
 pub mod listener;
+pub mod ntlm_to_basic;
 pub mod relay;
 pub mod respond;
 pub mod session;
@@ -67,6 +69,8 @@ pub struct Shared {
     pub router: Router,
     /// Stops authenticating after repeated credential rejections.
     pub gate: handshake::AuthGate,
+    /// `-B`: the clients' own accounts (pool identities, per-account lockout).
+    pub accounts: ntlm_to_basic::ClientAccounts,
     /// The addresses we actually listen on (ports resolved), for the loop guard.
     pub listening: Vec<SocketAddr>,
     /// Becomes `true` at shutdown: idle keep-alive sessions then close instead of waiting.
@@ -91,6 +95,10 @@ impl Shared {
             ),
             router: Router::new(&config.no_proxy, !config.parents.is_empty()),
             gate: handshake::AuthGate::new(limits.auth_failures),
+            accounts: ntlm_to_basic::ClientAccounts::new(
+                &config.auth.credentials.domain,
+                limits.auth_failures,
+            ),
             listening,
             stopping,
             config,
