@@ -189,3 +189,27 @@ fn a_wrong_password_is_refused_without_affecting_the_other_user() {
     let (status, head, _) = Client::connect(&cntlm).get(&url, Some(&login(&ALICE)));
     assert_eq!(status, 200, "the right password is a new attempt: {head}");
 }
+
+#[test]
+fn connect_tunnels_authenticate_as_the_client_too() {
+    let (origin, squid, cntlm) = start();
+    let cert = origin.cert.display().to_string();
+    let got = lab_cntlm::curl(
+        Some(&cntlm.url()),
+        &[
+            "--proxy-basic",
+            "--proxy-user",
+            &login(&BOB_NON_ASCII),
+            "--cacert",
+            &cert,
+            &origin.https_url("/echo"),
+        ],
+    );
+    assert_eq!(got.status, 200, "{}\n{}", got.stderr, squid.helper_log());
+    let log = squid.access_log();
+    let connect = log
+        .lines()
+        .find(|l| l.contains(" CONNECT ") && !l.contains("/407 "))
+        .unwrap_or_else(|| panic!("no CONNECT forwarded:\n{log}"));
+    assert_eq!(connect.split_whitespace().nth(7), Some("bob"), "{connect}");
+}
