@@ -145,14 +145,6 @@ impl Settings {
                 .resolve(exposure),
             );
         }
-        // ISAScannerAgent alone turns the plugin on with "no limit for matches only".
-        let isa_scanner_size = self
-            .isa_scanner_size
-            .or(if self.isa_scanner_agents.is_empty() {
-                None
-            } else {
-                Some(0)
-            });
         Config {
             listen,
             gateway: exposure == Exposure::Gateway,
@@ -191,7 +183,7 @@ impl Settings {
                 .collect(),
             socks5_users: self.socks5_users,
             ntlm_to_basic: self.ntlm_to_basic.unwrap_or(false),
-            isa_scanner_size,
+            isa_scanner_size: self.isa_scanner_size,
             isa_scanner_agents: self.isa_scanner_agents,
             pac: self.pac,
             serialize: self.serialize.unwrap_or(false),
@@ -370,13 +362,15 @@ mod tests {
     }
 
     #[test]
-    fn isa_agent_alone_turns_the_plugin_on_without_limit() {
+    fn isa_agent_alone_leaves_the_size_unset() {
+        // The man page: -G without -S enables the plugin for matching User-Agents only, which
+        // `proxy::isa` can tell from an explicit `-S 0` (every download, no limit) only if
+        // the size stays unset here.
         let settings = Settings {
             isa_scanner_agents: vec!["Wget".into()],
             ..Settings::default()
         };
-        assert_eq!(settings.resolve().isa_scanner_size, Some(0));
-        assert_eq!(Settings::default().resolve().isa_scanner_size, None);
+        assert_eq!(settings.resolve().isa_scanner_size, None);
     }
 
     #[test]

@@ -64,6 +64,7 @@ async fn handle(
         body: BodyKind::None,
         client_keep: client_keeps_alive(req.version, &req.headers),
         upgrade: false,
+        isa: None,
     };
     match shared.router.route(&host) {
         Route::Direct => direct(shared, client, &host, port, log).await,

@@ -13,6 +13,7 @@ use crate::http::body::{BodyError, BodyKind, copy_body, request_body, response_b
 use crate::http::head::{RequestHead, ResponseHead};
 use crate::http::headers::UpgradePolicy;
 use crate::proxy::handshake::{self, ProbeOutcome, has_secret, response_keeps_alive};
+use crate::proxy::isa;
 use crate::proxy::ntlm_to_basic::{self, ClientAccount};
 use crate::proxy::relay::{Ctx, Received, Reuse, SendError, Via, relay, send};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
@@ -78,12 +79,13 @@ async fn handle(
         None
     };
     let upgrade = req.headers.contains("upgrade") && req.headers.has_token("connection", "upgrade");
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         method: req.method.clone(),
         client_version: req.version,
         body,
         client_keep: client_keeps_alive(req.version, &req.headers),
         upgrade,
+        isa: None,
     };
     let mut out = req;
     out.headers.strip_hop_by_hop(if upgrade {
@@ -97,6 +99,7 @@ async fn handle(
     if let BodyKind::Length(n) = body {
         out.headers.set("Content-Length", n.to_string()); // merges identical duplicates
     }
+    ctx.isa = isa::candidate(&shared.config, &out, &target);
     match shared.router.route(&target.host) {
         Route::Direct => direct(shared, &ctx, client, out, &target, log).await,
         Route::Parent => {

@@ -6,6 +6,7 @@
 //! - `relay`: one exchange upstream: body streaming, 1xx, relaying the answer, pooling.
 //! - `connect`: CONNECT tunnels and the shared splice.
 //! - `handshake`: the NTLM probe and the lockout gate.
+//! - `isa`: the ISA scanner plugin (`-S` / `-G`).
 //! - `ntlm_to_basic`: `-B`, each client's own account from its Basic header.
 //! - `respond`: the short text answers we make ourselves (errors, 407 lockout).
 //! - `target`: request-target parsing and the loop guard.
@@ -13,6 +14,7 @@
 pub mod connect;
 pub mod forward;
 pub mod handshake;
+pub mod isa;
 pub mod listener;
 pub mod ntlm_to_basic;
 pub mod relay;
