@@ -5,6 +5,9 @@
 
 #[path = "support/fake.rs"]
 mod fake;
+#[path = "support/lab.rs"]
+#[allow(unused_imports)] // the lab's origin is not needed here: the scanner is in-process
+mod lab;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -224,4 +227,35 @@ async fn ordinary_html_is_untouched() {
         String::from_utf8_lossy(&answer.body),
         page_chunks(PageEnd::Plain).concat()
     );
+}
+
+/// The same through the lab's NTLM Squid: the file is fetched on the authenticated parent
+/// connection (absolute URL, no second handshake needed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_an_ntlm_parent_the_file_comes_on_the_authenticated_connection() {
+    let (scanner, seen) = start_scanner(PageEnd::Link).await;
+    let squid = tokio::task::spawn_blocking(|| lab::Squid::start(lab::ParentAuth::NtlmV2Only))
+        .await
+        .expect("squid starts");
+    let mut config = isa_config(None, &["wget"]);
+    config.parents = vec![cntlm::config::ParentProxy {
+        host: "127.0.0.1".into(),
+        port: squid.port,
+    }];
+    config.auth.credentials = cntlm::auth::Credentials {
+        user: lab::ALICE.user.into(),
+        domain: lab::ALICE.domain.into(),
+        password: Some(cntlm::auth::Password::new(lab::ALICE.password)),
+        ..Default::default()
+    };
+    let proxy = start_proxy(config);
+    let answer = download(proxy.addr, scanner, "Wget/1.21.3").await;
+    assert_eq!(answer.head.status, 200, "{}", squid.helper_log());
+    assert_eq!(isa_lines(&answer).len(), 3);
+    assert_eq!(answer.body, file_bytes());
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        vec!["/download/file.bin", "/isa-cache/7f3a/file.bin"]
+    );
+    assert_eq!(squid.accepted().len(), 1, "{}", squid.helper_log());
 }

@@ -43,6 +43,9 @@ use crate::upstream::UpstreamConn;
 
 /// How much of a response body is looked at for a progress call before it is streamed on.
 const PEEK_LIMIT: usize = 16 * 1024;
+/// How long a quiet body is waited for while peeking: a scanner sends its page head and first
+/// progress step at once, and an ordinary slow page should not wait the whole idle timeout.
+const PEEK_QUIET: Duration = Duration::from_secs(5);
 /// Largest interim page held (they are a few KiB plus one line per progress step).
 const PAGE_LIMIT: usize = 4 * 1024 * 1024;
 
@@ -223,7 +226,7 @@ async fn peek(up: &mut UpstreamConn, kind: BodyKind, idle: Duration) -> Option<(
         if up.buf.len() >= PEEK_LIMIT || body_complete(kind, &up.buf) {
             return None;
         }
-        match tokio::time::timeout(idle, up.stream.read_buf(&mut up.buf)).await {
+        match tokio::time::timeout(idle.min(PEEK_QUIET), up.stream.read_buf(&mut up.buf)).await {
             Ok(Ok(n)) if n > 0 => {}
             _ => return None,
         }
@@ -355,7 +358,10 @@ async fn fetch_file(
     head.headers.remove("transfer-encoding");
     head.headers.set("Host", url.authority.as_bytes());
     head.target = match via {
-        Via::Parent => format!("{}://{}{}", url.scheme, url.authority, url.path),
+        Via::Parent => {
+            head.headers.set("Proxy-Connection", "keep-alive");
+            format!("{}://{}{}", url.scheme, url.authority, url.path)
+        }
         // DIRECT, the connection leads to the requested origin only.
         Via::Direct => {
             let same = url.host.eq_ignore_ascii_case(&candidate.url.host)
