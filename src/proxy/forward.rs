@@ -380,7 +380,8 @@ async fn via_parents(
                     shared
                         .schemes
                         .answered(shared, s, r.head.status, &mut up, &who);
-                    if r.head.status == 407 {
+                    // Basic does not authenticate the connection: never pool it as if it did.
+                    if r.head.status == 407 || !s.is_connection_bound() {
                         reuse = Reuse::Never;
                     }
                 } else if r.head.status == 407

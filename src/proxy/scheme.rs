@@ -477,6 +477,8 @@ pub async fn probe(
             // A refused password or keytab costs the account like a rejected token.
             state.negotiate.rejected(who);
         }
+        // Whatever failed, `Auto` leaves the KDC alone for this parent for a while.
+        state.kerberos_failed_at(parent);
         tracing::warn!(parent = who, error = %failure, "Negotiate (Kerberos) is not usable");
         let fallback = match (choice, state.offer(parent)) {
             (AuthChoice::Auto, Some(offer)) => state.pick(shared, parent, &offer, &tried),
