@@ -164,14 +164,30 @@ fn get_post_and_connect_with_a_ticket_from_kinit() {
     };
     let cntlm = realm.cntlm("Auth Negotiate\n", &ticket(&realm));
     let got = curl(Some(&cntlm.url()), &[&realm.origin.http_url("/echo?q=1")]);
-    assert_eq!(got.status, 200, "{}\n{}", got.stderr, realm.diagnostics(&cntlm));
+    assert_eq!(
+        got.status,
+        200,
+        "{}\n{}",
+        got.stderr,
+        realm.diagnostics(&cntlm)
+    );
     assert_eq!(got.echo()["method"], "GET");
 
     let post = curl(
         Some(&cntlm.url()),
-        &["--data-binary", "hello kerberos", &realm.origin.http_url("/echo")],
+        &[
+            "--data-binary",
+            "hello kerberos",
+            &realm.origin.http_url("/echo"),
+        ],
     );
-    assert_eq!(post.status, 200, "{}\n{}", post.stderr, realm.diagnostics(&cntlm));
+    assert_eq!(
+        post.status,
+        200,
+        "{}\n{}",
+        post.stderr,
+        realm.diagnostics(&cntlm)
+    );
     assert_eq!(post.echo()["method"], "POST");
 
     let cert = realm.origin.cert.to_string_lossy().into_owned();
@@ -179,7 +195,13 @@ fn get_post_and_connect_with_a_ticket_from_kinit() {
         Some(&cntlm.url()),
         &["--cacert", &cert, &realm.origin.https_url("/echo")],
     );
-    assert_eq!(tls.status, 200, "{}\n{}", tls.stderr, realm.diagnostics(&cntlm));
+    assert_eq!(
+        tls.status,
+        200,
+        "{}\n{}",
+        tls.stderr,
+        realm.diagnostics(&cntlm)
+    );
     let requests = realm.requests();
     assert!(
         requests.iter().any(|r| r.0 == "CONNECT" && r.2 == "200"),
@@ -189,7 +211,11 @@ fn get_post_and_connect_with_a_ticket_from_kinit() {
         requests.iter().any(|r| r.0 == "POST" && r.2 == "200"),
         "{requests:#?}"
     );
-    assert!(realm.negotiate_tokens() >= 1, "{}", realm.diagnostics(&cntlm));
+    assert!(
+        realm.negotiate_tokens() >= 1,
+        "{}",
+        realm.diagnostics(&cntlm)
+    );
     // No body-less copy of the POST reached the origin: the token rode on the POST itself.
     assert_eq!(
         requests.iter().filter(|r| r.0 == "POST").count(),
@@ -211,7 +237,13 @@ fn a_keytab_needs_no_ticket_and_no_password() {
     );
     let cntlm = realm.cntlm(&config, &no_ticket(&realm));
     let got = curl(Some(&cntlm.url()), &[&realm.origin.http_url("/echo")]);
-    assert_eq!(got.status, 200, "{}\n{}", got.stderr, realm.diagnostics(&cntlm));
+    assert_eq!(
+        got.status,
+        200,
+        "{}\n{}",
+        got.stderr,
+        realm.diagnostics(&cntlm)
+    );
     assert_eq!(realm.negotiate_tokens(), 1, "{}", realm.diagnostics(&cntlm));
 }
 
@@ -227,7 +259,13 @@ fn a_password_alone_obtains_tickets() {
     );
     let cntlm = realm.cntlm(&config, &no_ticket(&realm));
     let got = curl(Some(&cntlm.url()), &[&realm.origin.http_url("/echo")]);
-    assert_eq!(got.status, 200, "{}\n{}", got.stderr, realm.diagnostics(&cntlm));
+    assert_eq!(
+        got.status,
+        200,
+        "{}\n{}",
+        got.stderr,
+        realm.diagnostics(&cntlm)
+    );
     assert!(!cntlm.log().contains(kdc::PASSWORD), "{}", cntlm.log());
 }
 
@@ -238,7 +276,13 @@ fn no_ticket_and_no_password_is_a_clear_407() {
     };
     let cntlm = realm.cntlm("Auth Negotiate\n", &no_ticket(&realm));
     let got = curl(Some(&cntlm.url()), &[&realm.origin.http_url("/echo")]);
-    assert_eq!(got.status, 407, "{}\n{}", got.stderr, realm.diagnostics(&cntlm));
+    assert_eq!(
+        got.status,
+        407,
+        "{}\n{}",
+        got.stderr,
+        realm.diagnostics(&cntlm)
+    );
     let body = String::from_utf8_lossy(&got.body);
     assert!(
         body.contains("Negotiate") && body.contains("kinit"),
@@ -258,7 +302,13 @@ fn pooled_connections_are_reused_without_new_tokens() {
             Some(&cntlm.url()),
             &[&realm.origin.http_url(&format!("/echo?n={i}"))],
         );
-        assert_eq!(got.status, 200, "{}\n{}", got.stderr, realm.diagnostics(&cntlm));
+        assert_eq!(
+            got.status,
+            200,
+            "{}\n{}",
+            got.stderr,
+            realm.diagnostics(&cntlm)
+        );
     }
     let requests = realm.requests();
     assert_eq!(requests.len(), 3, "{requests:#?}");
@@ -281,7 +331,13 @@ fn auto_picks_negotiate_from_a_parent_offering_negotiate_and_ntlm() {
     let cntlm = realm.cntlm(&config, &ticket(&realm));
     for _ in 0..2 {
         let got = curl(Some(&cntlm.url()), &[&realm.origin.http_url("/echo")]);
-        assert_eq!(got.status, 200, "{}\n{}", got.stderr, realm.diagnostics(&cntlm));
+        assert_eq!(
+            got.status,
+            200,
+            "{}\n{}",
+            got.stderr,
+            realm.diagnostics(&cntlm)
+        );
     }
     assert_eq!(realm.negotiate_tokens(), 1, "{}", realm.diagnostics(&cntlm));
     assert!(realm.ntlm_checks().is_empty(), "{:?}", realm.ntlm_checks());
@@ -301,7 +357,13 @@ fn auto_falls_back_to_ntlm_when_kerberos_fails() {
     let cntlm = realm.cntlm(&config, &no_ticket(&realm));
     for _ in 0..2 {
         let got = curl(Some(&cntlm.url()), &[&realm.origin.http_url("/echo")]);
-        assert_eq!(got.status, 200, "{}\n{}", got.stderr, realm.diagnostics(&cntlm));
+        assert_eq!(
+            got.status,
+            200,
+            "{}\n{}",
+            got.stderr,
+            realm.diagnostics(&cntlm)
+        );
     }
     let checks = realm.ntlm_checks();
     assert!(
@@ -354,4 +416,42 @@ fn a_basic_only_parent_under_auto_gets_basic_after_its_challenge() {
     // The first request learnt the offer without credentials: exactly one 407 in the log.
     let log = squid.access_log();
     assert_eq!(log.matches("/407 ").count(), 1, "{log}");
+}
+
+#[test]
+fn the_magic_probe_reports_the_offer_and_our_token() {
+    use cntlm::config::{AuthSettings, Limits, ParentProxy};
+    let Some(realm) = Realm::start(true) else {
+        return;
+    };
+    let parent = ParentProxy {
+        host: "localhost".to_string(),
+        port: realm.squid.port,
+    };
+    let url = realm.origin.http_url("/echo");
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let report = runtime.block_on(cntlm::proxy::scheme::negotiate_probe(
+        &parent,
+        &url,
+        &AuthSettings::default(),
+        &Limits::default(),
+    ));
+    assert_eq!(report.first_status, Some(407), "{report}");
+    assert!(report.offers_negotiate(), "{report}");
+    assert_eq!(
+        report.offers,
+        [
+            cntlm::proxy::scheme::AuthScheme::Negotiate,
+            cntlm::proxy::scheme::AuthScheme::Ntlm
+        ],
+        "{report}"
+    );
+    assert_eq!(report.service_principal, "HTTP@localhost");
+    // This test process has no realm environment (the library reads it from the process
+    // environment), so the token attempt is made and reported, whatever its outcome.
+    assert!(report.token.is_some(), "{report}");
+    assert!(
+        report.to_string().contains("offers Negotiate, NTLM"),
+        "{report}"
+    );
 }

@@ -406,7 +406,7 @@ pub fn parse_auth(value: &str) -> Result<(AuthChoice, Option<NtlmDialect>), Valu
         return Ok((AuthChoice::Ntlm, Some(dialect)));
     }
     match text.to_ascii_lowercase().as_str() {
-        "negotiate" | "gss" | "kerberos" => Ok((AuthChoice::Negotiate, None)),
+        "negotiate" | "gss" => Ok((AuthChoice::Negotiate, None)),
         "basic" => Ok((AuthChoice::Basic, None)),
         "auto" => Ok((AuthChoice::Auto, None)),
         _ => Err(ValueError::UnknownAuth {

@@ -13,8 +13,8 @@ use crate::http::body::{BodyError, BodyKind, copy_body, request_body, response_b
 use crate::http::head::{RequestHead, ResponseHead};
 use crate::http::headers::UpgradePolicy;
 use crate::proxy::handshake::{self, ProbeOutcome, response_keeps_alive};
-use crate::proxy::scheme::{self, ProbeMode};
 use crate::proxy::relay::{Ctx, Received, Reuse, SendError, Via, relay, send};
+use crate::proxy::scheme::{self, ProbeMode};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
 use crate::proxy::target::{Target, names_us};
 use crate::proxy::{Shared, respond};
@@ -323,7 +323,8 @@ async fn via_parents(
                         head: resp,
                         upload_complete: true,
                     };
-                    return relay(shared, ctx, client, up, r, Via::Parent, Reuse::IfClean, log).await;
+                    return relay(shared, ctx, client, up, r, Via::Parent, Reuse::IfClean, log)
+                        .await;
                 }
                 Ok(ProbeOutcome::Refused(message)) => {
                     drop(probation);

@@ -166,13 +166,21 @@ impl SchemeState {
     }
 
     fn kerberos_failed_at(&self, parent: usize) {
-        let mut failed = self.kerberos_failed.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failed = self
+            .kerberos_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         failed.insert(parent, Instant::now() + self.retry_after);
     }
 
     fn kerberos_backed_off(&self, parent: usize) -> bool {
-        let failed = self.kerberos_failed.lock().unwrap_or_else(|p| p.into_inner());
-        failed.get(&parent).is_some_and(|until| Instant::now() < *until)
+        let failed = self
+            .kerberos_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        failed
+            .get(&parent)
+            .is_some_and(|until| Instant::now() < *until)
     }
 
     /// The scheme a fresh connection to `parent` will try first, when known before probing
@@ -201,9 +209,8 @@ impl SchemeState {
         tried: &[AuthScheme],
     ) -> Option<AuthScheme> {
         let auth = &shared.config.auth;
-        let usable = |s: AuthScheme| {
-            offer.has(s) && !tried.contains(&s) && self.gate(shared, s).is_open()
-        };
+        let usable =
+            |s: AuthScheme| offer.has(s) && !tried.contains(&s) && self.gate(shared, s).is_open();
         if usable(AuthScheme::Negotiate)
             && negotiate::is_available()
             && !self.kerberos_backed_off(parent)
@@ -222,7 +229,14 @@ impl SchemeState {
     /// Records the answer to a request that carried `scheme`'s credentials: a `407` counts
     /// against that scheme's gate, anything else proves it (and a connection-bound scheme
     /// leaves `up` authenticated, ready for the pool).
-    pub fn answered(&self, shared: &Shared, scheme: AuthScheme, status: u16, up: &mut UpstreamConn, who: &str) {
+    pub fn answered(
+        &self,
+        shared: &Shared,
+        scheme: AuthScheme,
+        status: u16,
+        up: &mut UpstreamConn,
+        who: &str,
+    ) {
         let gate = self.gate(shared, scheme);
         if status == 407 {
             gate.rejected(who);
@@ -385,7 +399,12 @@ async fn send_probe(
 }
 
 /// Reads and discards a `407`'s body; whether the connection can carry the next leg.
-async fn drain_407(up: &mut UpstreamConn, method: &str, resp: &ResponseHead, limits: &Limits) -> bool {
+async fn drain_407(
+    up: &mut UpstreamConn,
+    method: &str,
+    resp: &ResponseHead,
+    limits: &Limits,
+) -> bool {
     let Ok(kind) = response_body(method, resp) else {
         return false;
     };
@@ -393,9 +412,15 @@ async fn drain_407(up: &mut UpstreamConn, method: &str, resp: &ResponseHead, lim
         return false;
     }
     let idle = limits.parent_first_byte.min(Duration::from_secs(60));
-    copy_body(&mut up.stream, &mut up.buf, &mut tokio::io::sink(), kind, idle)
-        .await
-        .is_ok()
+    copy_body(
+        &mut up.stream,
+        &mut up.buf,
+        &mut tokio::io::sink(),
+        kind,
+        idle,
+    )
+    .await
+    .is_ok()
         && up.buf.is_empty()
 }
 
@@ -527,10 +552,9 @@ async fn negotiate_legs(
             // without one is a success.
             if let Some(last) = offer.token(AuthScheme::Negotiate)
                 && !ctx.is_complete()
+                && let Some((_, Err(e))) = next_token(ctx, last.to_vec()).await
             {
-                if let Some((_, Err(e))) = next_token(ctx, last.to_vec()).await {
-                    tracing::warn!(parent = who, error = %e, "the parent's final Negotiate token did not verify");
-                }
+                tracing::warn!(parent = who, error = %e, "the parent's final Negotiate token did not verify");
             }
             state.negotiate.accepted();
             up.auth = AuthState::Authenticated;
@@ -567,6 +591,10 @@ async fn negotiate_legs(
         reason: "the Negotiate exchange did not finish in 5 legs".to_string(),
     })
 }
+
+#[path = "scheme_report.rs"]
+mod report;
+pub use report::{NegotiateReport, negotiate_probe};
 
 #[cfg(test)]
 #[path = "scheme_tests.rs"]
