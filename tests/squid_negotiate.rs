@@ -455,3 +455,45 @@ fn the_magic_probe_reports_the_offer_and_our_token() {
         "{report}"
     );
 }
+
+#[test]
+fn a_wrong_kerberos_password_stops_after_three_refusals() {
+    let Some(realm) = Realm::start(false) else {
+        return;
+    };
+    let config = format!(
+        "Auth Negotiate\nUsername {}\nPassword not-the-password\n",
+        kdc::USER
+    );
+    let cntlm = realm.cntlm(&config, &no_ticket(&realm));
+    let logins = || {
+        realm
+            .kdc
+            .log()
+            .lines()
+            .filter(|l| l.contains("AS_REQ") && l.contains("alice@"))
+            .count()
+    };
+    let mut bodies = Vec::new();
+    let mut after_three = 0;
+    for i in 0..5 {
+        let got = curl(Some(&cntlm.url()), &[&realm.origin.http_url("/echo")]);
+        assert_eq!(
+            got.status,
+            407,
+            "{}\n{}",
+            got.stderr,
+            realm.diagnostics(&cntlm)
+        );
+        bodies.push(String::from_utf8_lossy(&got.body).into_owned());
+        if i == 2 {
+            after_three = logins();
+        }
+    }
+    assert!(bodies[0].contains("login failed"), "{}", bodies[0]);
+    assert!(bodies[4].contains("lockout"), "{}", bodies[4]);
+    // Three refused logins, then the KDC is left alone: the account is protected.
+    assert!(after_three > 0, "{}", realm.kdc.log());
+    assert_eq!(logins(), after_three, "{}", realm.kdc.log());
+    assert!(!cntlm.log().contains("not-the-password"));
+}

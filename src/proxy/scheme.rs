@@ -568,7 +568,11 @@ async fn negotiate_legs(
                 // Fall back (to NTLM, say) on a fresh connection: this one spoke Kerberos.
                 return Ok(ProbeOutcome::ParentClosed);
             }
-            return Ok(ProbeOutcome::NoNtlm(resp));
+            return Ok(ProbeOutcome::Refused(format!(
+                "{who} rejected cntlm's Kerberos ticket for {}: check the service principal \
+                 (KerberosSPN) and the ticket (klist)",
+                ctx.service_principal()
+            )));
         };
         if !drain_407(up, &probe.method, &resp, limits).await {
             return Ok(ProbeOutcome::ParentClosed);
