@@ -13,8 +13,9 @@ use crate::http::head::RequestHead;
 use crate::http::headers::UpgradePolicy;
 use crate::proxy::Shared;
 use crate::proxy::forward::{self, fail};
-use crate::proxy::handshake::{self, ProbeOutcome, has_secret};
+use crate::proxy::handshake::{self, ProbeOutcome};
 use crate::proxy::relay::{self, Ctx, Received, Reuse, Via};
+use crate::proxy::scheme::{self, ProbeMode};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
 use crate::proxy::target::{names_us, split_host_port};
 use crate::route::Route;
@@ -98,7 +99,7 @@ async fn via_parents(
     }
     out.headers.substitute(&config.headers);
     out.headers.push("Proxy-Connection", "keep-alive");
-    let needs_auth = has_secret(&config.auth.credentials);
+    let needs_auth = scheme::may_authenticate(&config.auth);
     let mut type3_sent = false;
     for _ in 0..4 {
         // Only the preferred parent's pool: pooled connections to a fallback parent must
@@ -142,6 +143,7 @@ async fn via_parents(
         log.via = parent;
         let mut head = out.clone();
         let mut probation = None;
+        let mut used = None;
         if up.auth == AuthState::Fresh {
             if type3_sent {
                 return fail(
@@ -152,15 +154,29 @@ async fn via_parents(
                 )
                 .await;
             }
-            probation = shared.gate.admit().await;
-            if !shared.gate.is_open() {
+            let gate = (shared.schemes.expected(shared, index))
+                .map_or(&shared.gate, |s| shared.schemes.gate(shared, s));
+            probation = gate.admit().await;
+            if !gate.is_open() {
                 return fail(client, log, 407, handshake::LOCKED_OUT).await;
             }
-            match handshake::probe(&mut up, &out, &config.auth, &config.limits, &who).await {
-                Ok(ProbeOutcome::Challenge { authorization }) => {
+            match scheme::probe(&mut up, &out, shared, index, ProbeMode::IsRequest, &who).await {
+                Ok(ProbeOutcome::Challenge {
+                    authorization,
+                    scheme: s,
+                }) => {
                     head.headers
                         .push("Proxy-Authorization", authorization.as_bytes());
                     type3_sent = true;
+                    used = Some(s);
+                }
+                Ok(ProbeOutcome::Authenticated(resp)) => {
+                    drop(probation);
+                    return established_or_relay(shared, ctx, client, up, resp, log).await;
+                }
+                Ok(ProbeOutcome::Refused(message)) => {
+                    drop(probation);
+                    return fail(client, log, 407, &message).await;
                 }
                 Ok(ProbeOutcome::ParentClosed) => continue,
                 Ok(ProbeOutcome::NoNtlm(resp)) => {
@@ -216,9 +232,11 @@ async fn via_parents(
                 return fail(client, log, e.status(), &e.to_string()).await;
             }
         };
-        if type3_sent {
+        if let Some(s) = used {
+            shared
+                .schemes
+                .answered(shared, s, resp.status, &mut up, &who);
             if resp.status == 407 {
-                shared.gate.rejected(&who);
                 drop(probation);
                 let r = Received {
                     head: resp,
@@ -227,7 +245,6 @@ async fn via_parents(
                 return relay::relay(shared, ctx, client, up, r, Via::Parent, Reuse::Never, log)
                     .await;
             }
-            shared.gate.accepted();
         } else if resp.status == 407 && up.reused && needs_auth {
             continue; // the pooled connection lost its authentication: handshake afresh
         }
