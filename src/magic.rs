@@ -21,7 +21,7 @@ use tokio::io::AsyncWriteExt;
 use crate::auth::ntlm::crypto;
 use crate::auth::ntlm::hashes::{self, HashFormat};
 use crate::auth::{Credentials, Hash16, NtlmDialect};
-use crate::config::{AuthSettings, Config, Limits};
+use crate::config::{AuthChoice, AuthSettings, Config, Limits};
 use crate::http::{Headers, RequestHead, ResponseHead, Version};
 use crate::proxy::handshake::{self, ProbeOutcome};
 use crate::upstream::{AuthState, ParentSet, PoolKey, UpstreamConn, UpstreamError};
@@ -133,11 +133,12 @@ pub async fn detect<W: Write>(
     for (index, &dialect) in PROFILES.iter().enumerate() {
         write!(out, "Config profile {:2}/{}... ", index + 1, PROFILES.len())?;
         out.flush()?;
+        // Default flags in every profile, as CNTLM; NTLM whatever `Auth` names.
         let auth = AuthSettings {
             dialect,
             flags: None,
-            credentials: creds.clone(),
-            hash_format: config.auth.hash_format,
+            scheme: AuthChoice::Ntlm,
+            ..config.auth.clone()
         };
         let result = match missing_secret(dialect, creds) {
             Some(needs) => ProfileResult::Skipped(needs),
@@ -239,7 +240,7 @@ async fn try_profile(
             .map_or_else(String::new, |p| format!("parent {p}"));
         let mut up = UpstreamConn::fresh(stream, PoolKey::Parent(index), AuthState::Fresh);
         match handshake::probe(&mut up, request, auth, limits, &who).await {
-            Ok(ProbeOutcome::Challenge { authorization }) => {
+            Ok(ProbeOutcome::Challenge { authorization, .. }) => {
                 return Ok(
                     match answer(&mut up, request, &authorization, limits, &who).await {
                         Ok(resp) => final_result(&resp),
@@ -250,6 +251,10 @@ async fn try_profile(
             // The fix: a new handshake, never a Type 3 on a connection that saw no Type 2.
             Ok(ProbeOutcome::ParentClosed) => {}
             Ok(ProbeOutcome::NoNtlm(resp)) => return Ok(final_result(&resp)),
+            Ok(ProbeOutcome::Authenticated(resp)) => {
+                return Ok(ProfileResult::Accepted(resp.status));
+            }
+            Ok(ProbeOutcome::Refused(_)) => return Ok(ProfileResult::Rejected),
             Ok(ProbeOutcome::Answer(resp)) => return Ok(ProfileResult::NotRequired(resp.status)),
             Err(UpstreamError::Auth { .. }) => return Ok(ProfileResult::Rejected),
             Err(_) => return Ok(ProfileResult::Closed),

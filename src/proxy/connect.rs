@@ -13,9 +13,10 @@ use crate::http::head::RequestHead;
 use crate::http::headers::UpgradePolicy;
 use crate::proxy::Shared;
 use crate::proxy::forward::{self, fail};
-use crate::proxy::handshake::{self, ProbeOutcome, has_secret};
+use crate::proxy::handshake::{self, ProbeOutcome};
 use crate::proxy::ntlm_to_basic::{self, ClientAccount};
 use crate::proxy::relay::{self, Ctx, Received, Reuse, Via};
+use crate::proxy::scheme::{self, ProbeMode};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
 use crate::proxy::target::{names_us, split_host_port};
 use crate::route::Route;
@@ -110,13 +111,10 @@ async fn via_parents(
     }
     out.headers.substitute(&config.headers);
     out.headers.push("Proxy-Connection", "keep-alive");
-    // -B: the client's account, its own pool identity and lockout count.
-    let account_auth = account.map(|a| a.auth(&config.auth));
-    let auth = account_auth.as_ref().unwrap_or(&config.auth);
-    let account_gate = account.map(|a| shared.accounts.gate(a));
-    let gate = account_gate.as_deref().unwrap_or(&shared.gate);
+    // -B: the client's account, with its own pool identity and lockout count.
     let identity = account.map(ClientAccount::identity);
-    let needs_auth = has_secret(&auth.credentials);
+    let account_gate = account.map(|a| shared.accounts.gate(a));
+    let needs_auth = account.is_some() || scheme::may_authenticate(&config.auth);
     let mut type3_sent = false;
     for _ in 0..4 {
         // Only the preferred parent's pool: pooled connections to a fallback parent must
@@ -160,6 +158,7 @@ async fn via_parents(
         log.via = parent;
         let mut head = out.clone();
         let mut probation = None;
+        let mut used = None;
         if up.auth == AuthState::Fresh {
             if type3_sent {
                 return fail(
@@ -170,15 +169,38 @@ async fn via_parents(
                 )
                 .await;
             }
+            let gate = match &account_gate {
+                Some(g) => g.as_ref(),
+                None => (shared.schemes.expected(shared, index))
+                    .map_or(&shared.gate, |s| shared.schemes.gate(shared, s)),
+            };
             probation = gate.admit().await;
             if !gate.is_open() {
                 return fail(client, log, 407, handshake::LOCKED_OUT).await;
             }
-            match handshake::probe(&mut up, &out, auth, &config.limits, &who).await {
-                Ok(ProbeOutcome::Challenge { authorization }) => {
+            let outcome = match account {
+                Some(a) => ntlm_to_basic::probe(&mut up, &out, a, shared, &who).await,
+                None => {
+                    scheme::probe(&mut up, &out, shared, index, ProbeMode::IsRequest, &who).await
+                }
+            };
+            match outcome {
+                Ok(ProbeOutcome::Challenge {
+                    authorization,
+                    scheme: s,
+                }) => {
                     head.headers
                         .push("Proxy-Authorization", authorization.as_bytes());
                     type3_sent = true;
+                    used = Some(s);
+                }
+                Ok(ProbeOutcome::Authenticated(resp)) => {
+                    drop(probation);
+                    return established_or_relay(shared, ctx, client, up, resp, log).await;
+                }
+                Ok(ProbeOutcome::Refused(message)) => {
+                    drop(probation);
+                    return fail(client, log, 407, &message).await;
                 }
                 Ok(ProbeOutcome::ParentClosed) => continue,
                 Ok(ProbeOutcome::NoNtlm(resp)) => {
@@ -234,9 +256,14 @@ async fn via_parents(
                 return fail(client, log, e.status(), &e.to_string()).await;
             }
         };
-        if type3_sent {
+        if let Some(s) = used {
+            match &account_gate {
+                Some(g) => ntlm_to_basic::answered(g, resp.status, &mut up, &who),
+                None => shared
+                    .schemes
+                    .answered(shared, s, resp.status, &mut up, &who),
+            }
             if resp.status == 407 {
-                gate.rejected(&who);
                 drop(probation);
                 let r = Received {
                     head: resp,
@@ -245,7 +272,6 @@ async fn via_parents(
                 return relay::relay(shared, ctx, client, up, r, Via::Parent, Reuse::Never, log)
                     .await;
             }
-            gate.accepted();
         } else if resp.status == 407 && up.reused && needs_auth {
             continue; // the pooled connection lost its authentication: handshake afresh
         }

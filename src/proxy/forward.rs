@@ -12,10 +12,11 @@ use crate::http::Version;
 use crate::http::body::{BodyError, BodyKind, copy_body, request_body, response_body};
 use crate::http::head::{RequestHead, ResponseHead};
 use crate::http::headers::UpgradePolicy;
-use crate::proxy::handshake::{self, ProbeOutcome, has_secret, response_keeps_alive};
+use crate::proxy::handshake::{self, ProbeOutcome, response_keeps_alive};
 use crate::proxy::isa;
 use crate::proxy::ntlm_to_basic::{self, ClientAccount};
 use crate::proxy::relay::{Ctx, Received, Reuse, SendError, Via, relay, send};
+use crate::proxy::scheme::{self, ProbeMode};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
 use crate::proxy::target::{Target, names_us};
 use crate::proxy::{Shared, respond};
@@ -254,13 +255,10 @@ async fn via_parents(
     // it and the pool wants it (CNTLM 0.92.3 forwards the client's `Connection: close`).
     out.headers.push("Proxy-Connection", "keep-alive");
     let config = &shared.config;
-    // -B: the client's account, its own pool identity and lockout count.
-    let account_auth = account.map(|a| a.auth(&config.auth));
-    let auth = account_auth.as_ref().unwrap_or(&config.auth);
-    let account_gate = account.map(|a| shared.accounts.gate(a));
-    let gate = account_gate.as_deref().unwrap_or(&shared.gate);
+    // -B: the client's account, with its own pool identity and lockout count.
     let identity = account.map(ClientAccount::identity);
-    let needs_auth = has_secret(&auth.credentials);
+    let account_gate = account.map(|a| shared.accounts.gate(a));
+    let needs_auth = account.is_some() || scheme::may_authenticate(&config.auth);
     let is_head = ctx.method.eq_ignore_ascii_case("HEAD");
     let mut type3_sent = false;
     let mut skip_auth = false;
@@ -306,6 +304,7 @@ async fn via_parents(
         let who = format!("parent {parent}");
         log.via = parent;
         let mut authorization = None;
+        let mut used = None;
         let mut probation = None;
         if up.auth == AuthState::Fresh {
             if type3_sent {
@@ -317,13 +316,46 @@ async fn via_parents(
                 )
                 .await;
             }
+            let gate = match &account_gate {
+                Some(g) => g.as_ref(),
+                None => (shared.schemes.expected(shared, index))
+                    .map_or(&shared.gate, |s| shared.schemes.gate(shared, s)),
+            };
             probation = gate.admit().await;
             if !gate.is_open() {
                 return fail(client, log, 407, handshake::LOCKED_OUT).await;
             }
             let probe = handshake::probe_head(&out);
-            match handshake::probe(&mut up, &probe, auth, &config.limits, &who).await {
-                Ok(ProbeOutcome::Challenge { authorization: a }) => authorization = Some(a),
+            let mode = if ctx.body == BodyKind::None && !is_head {
+                ProbeMode::IsRequest
+            } else {
+                ProbeMode::Ahead
+            };
+            let outcome = match account {
+                Some(a) => ntlm_to_basic::probe(&mut up, &probe, a, shared, &who).await,
+                None => scheme::probe(&mut up, &probe, shared, index, mode, &who).await,
+            };
+            match outcome {
+                Ok(ProbeOutcome::Challenge {
+                    authorization: a,
+                    scheme: s,
+                }) => {
+                    authorization = Some(a);
+                    used = Some(s);
+                }
+                Ok(ProbeOutcome::Authenticated(resp)) => {
+                    drop(probation);
+                    let r = Received {
+                        head: resp,
+                        upload_complete: true,
+                    };
+                    return relay(shared, ctx, client, up, r, Via::Parent, Reuse::IfClean, log)
+                        .await;
+                }
+                Ok(ProbeOutcome::Refused(message)) => {
+                    drop(probation);
+                    return fail(client, log, 407, &message).await;
+                }
                 Ok(ProbeOutcome::ParentClosed) => continue,
                 Ok(ProbeOutcome::NoNtlm(resp)) => {
                     drop(probation);
@@ -371,13 +403,16 @@ async fn via_parents(
         match send(shared, ctx, client, &mut up, &head.to_bytes(), &who).await {
             Ok(r) => {
                 let mut reuse = Reuse::IfClean;
-                if authorization.is_some() {
-                    if r.head.status == 407 {
-                        gate.rejected(&who);
+                if let Some(s) = used {
+                    match &account_gate {
+                        Some(g) => ntlm_to_basic::answered(g, r.head.status, &mut up, &who),
+                        None => shared
+                            .schemes
+                            .answered(shared, s, r.head.status, &mut up, &who),
+                    }
+                    // Basic does not authenticate the connection: never pool it as if it did.
+                    if r.head.status == 407 || !s.is_connection_bound() {
                         reuse = Reuse::Never;
-                    } else {
-                        gate.accepted();
-                        up.auth = AuthState::Authenticated;
                     }
                 } else if r.head.status == 407
                     && up.reused

@@ -8,6 +8,7 @@
 //! - `handshake`: the NTLM probe and the lockout gate.
 //! - `isa`: the ISA scanner plugin (`-S` / `-G`).
 //! - `ntlm_to_basic`: `-B`, each client's own account from its Basic header.
+//! - `scheme`: choosing the scheme from the parent's offer; Negotiate and Basic.
 //! - `respond`: the short text answers we make ourselves (errors, 407 lockout).
 //! - `target`: request-target parsing and the loop guard.
 
@@ -19,6 +20,7 @@ pub mod listener;
 pub mod ntlm_to_basic;
 pub mod relay;
 pub mod respond;
+pub mod scheme;
 pub mod session;
 pub mod target;
 
@@ -73,6 +75,8 @@ pub struct Shared {
     pub gate: handshake::AuthGate,
     /// `-B`: the clients' own accounts (pool identities, per-account lockout).
     pub accounts: ntlm_to_basic::ClientAccounts,
+    /// Parents' offers and the Negotiate/Basic lockout gates (`scheme`).
+    pub schemes: scheme::SchemeState,
     /// The addresses we actually listen on (ports resolved), for the loop guard.
     pub listening: Vec<SocketAddr>,
     /// Becomes `true` at shutdown: idle keep-alive sessions then close instead of waiting.
@@ -101,6 +105,7 @@ impl Shared {
                 &config.auth.credentials.domain,
                 limits.auth_failures,
             ),
+            schemes: scheme::SchemeState::new(limits),
             listening,
             stopping,
             config,

@@ -24,11 +24,13 @@ use tokio::io::AsyncWriteExt;
 
 use crate::auth::ntlm::crypto;
 use crate::auth::{Credentials, Password};
-use crate::config::AuthSettings;
+use crate::config::{AuthChoice, AuthSettings};
 use crate::http::Headers;
-use crate::proxy::handshake::AuthGate;
+use crate::http::head::RequestHead;
+use crate::proxy::Shared;
+use crate::proxy::handshake::{self, AuthGate, ProbeOutcome};
 use crate::proxy::session::{Client, Next, RequestLog};
-use crate::upstream::Identity;
+use crate::upstream::{AuthState, Identity, UpstreamConn, UpstreamError};
 
 /// The 407 that asks a client for its account (CNTLM 0.92.3's realm); the connection closes.
 pub fn ask_for_credentials() -> Vec<u8> {
@@ -43,6 +45,30 @@ pub fn ask_for_credentials() -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+/// The NTLM handshake as `account` on a fresh connection (whatever `Auth` scheme the
+/// configuration chose: `-B` is NTLM with the configured dialect, as in CNTLM).
+pub async fn probe(
+    up: &mut UpstreamConn,
+    probe: &RequestHead,
+    account: &ClientAccount,
+    shared: &Shared,
+    who: &str,
+) -> Result<ProbeOutcome, UpstreamError> {
+    let config = &shared.config;
+    handshake::probe(up, probe, &account.auth(&config.auth), &config.limits, who).await
+}
+
+/// Records the answer to a request that carried `account`'s Type 3 on `gate` (its own), and
+/// marks the connection authenticated when it was accepted.
+pub fn answered(gate: &AuthGate, status: u16, up: &mut UpstreamConn, who: &str) {
+    if status == 407 {
+        gate.rejected(who);
+    } else {
+        gate.accepted();
+        up.auth = AuthState::Authenticated;
+    }
 }
 
 /// Answers a request without a usable Basic account with the 407 that asks for one.
@@ -88,8 +114,7 @@ impl ClientAccount {
     /// in place of the configured credentials (no configured hash can belong to it).
     pub fn auth(&self, base: &AuthSettings) -> AuthSettings {
         AuthSettings {
-            dialect: base.dialect,
-            flags: base.flags,
+            scheme: AuthChoice::Ntlm,
             credentials: Credentials {
                 user: self.user.clone(),
                 domain: self.domain.clone(),
@@ -99,7 +124,7 @@ impl ClientAccount {
                 nt_hash: None,
                 ntlmv2_hash: None,
             },
-            hash_format: base.hash_format,
+            ..base.clone()
         }
     }
 }
