@@ -11,6 +11,9 @@
 //! "Credentials rejected", notes §7 item 7), and the caller exits non-zero when no profile
 //! worked (CNTLM exits 0 whatever happened).
 //!
+//! With `Auth Negotiate` or `Auto`, a Kerberos report (from `proxy::scheme`) follows the NTLM
+//! part, which is skipped without an NTLM secret.
+//!
 //! The HTTP exchange is the proxy's own (`proxy::handshake`, `http`, `upstream`): `-M` proves
 //! exactly the code that will carry the traffic afterwards.
 
@@ -24,6 +27,7 @@ use crate::auth::{Credentials, Hash16, NtlmDialect};
 use crate::config::{AuthChoice, AuthSettings, Config, Limits};
 use crate::http::{Headers, RequestHead, ResponseHead, Version};
 use crate::proxy::handshake::{self, ProbeOutcome};
+use crate::proxy::scheme;
 use crate::upstream::{AuthState, ParentSet, PoolKey, UpstreamConn, UpstreamError};
 
 /// The profiles CNTLM 0.92.3 tries, strongest first (`NT` alone is never tried).
@@ -98,31 +102,78 @@ pub enum MagicOutcome {
     WrongCredentials,
     /// No parent could be reached.
     ConnectFailed,
+    /// No NTLM profile worked (or none was tried) but the parent accepted our Kerberos ticket.
+    NegotiateAccepted,
 }
 
 impl MagicOutcome {
     /// Whether the user got something to put in the config (a profile, or "no proxy
     /// needed"). CNTLM exits 0 in every case; we exit non-zero when this is false.
     pub fn is_success(self) -> bool {
-        matches!(self, MagicOutcome::Found { .. } | MagicOutcome::Open)
+        matches!(
+            self,
+            MagicOutcome::Found { .. } | MagicOutcome::Open | MagicOutcome::NegotiateAccepted
+        )
     }
 }
 
 /// Runs the detection against `url` with `config`'s parents and credentials, writing CNTLM's
 /// progress lines and result to `out` as they happen.
+///
+/// With `Auth Negotiate` or `Auth Auto` (schemes CNTLM 0.92.3 lacks) a Kerberos report for the
+/// first parent follows the NTLM part (which is skipped when there is no NTLM secret): does it
+/// offer Negotiate, does a ticket come, is it accepted ([`scheme::negotiate_probe`]).
 pub async fn detect<W: Write>(
     config: &Config,
     url: &str,
     out: &mut W,
 ) -> Result<MagicOutcome, MagicError> {
     let request = magic_request(url)?;
-    if config.parents.is_empty() {
+    let Some(first_parent) = config.parents.first() else {
         return Err(MagicError::NoParent);
-    }
-    let creds = &config.auth.credentials;
-    if !handshake::has_secret(creds) {
+    };
+    let kerberos = matches!(config.auth.scheme, AuthChoice::Negotiate | AuthChoice::Auto);
+    let has_ntlm_secret = handshake::has_secret(&config.auth.credentials);
+    if !has_ntlm_secret && !kerberos {
         return Err(MagicError::NoSecret);
     }
+    let ntlm = if has_ntlm_secret {
+        let outcome = detect_ntlm(config, &request, out).await?;
+        if !kerberos || outcome == MagicOutcome::ConnectFailed {
+            return Ok(outcome);
+        }
+        writeln!(out)?;
+        Some(outcome)
+    } else {
+        None
+    };
+    let report = scheme::negotiate_probe(first_parent, url, &config.auth, &config.limits).await;
+    write!(
+        out,
+        "Kerberos (Auth {}):\n{report}",
+        if config.auth.scheme == AuthChoice::Auto {
+            "Auto"
+        } else {
+            "Negotiate"
+        }
+    )?;
+    out.flush()?;
+    Ok(match ntlm {
+        Some(found) if found.is_success() => found,
+        _ if report.accepted == Some(true) => MagicOutcome::NegotiateAccepted,
+        Some(other) => other,
+        None if report.first_status.is_none() => MagicOutcome::ConnectFailed,
+        None => MagicOutcome::WrongCredentials,
+    })
+}
+
+/// The NTLM profiles, as CNTLM 0.92.3 runs and prints them.
+async fn detect_ntlm<W: Write>(
+    config: &Config,
+    request: &RequestHead,
+    out: &mut W,
+) -> Result<MagicOutcome, MagicError> {
+    let creds = &config.auth.credentials;
     let limits = &config.limits;
     let parents = ParentSet::new(
         config.parents.clone(),
@@ -142,7 +193,7 @@ pub async fn detect<W: Write>(
         };
         let result = match missing_secret(dialect, creds) {
             Some(needs) => ProfileResult::Skipped(needs),
-            None => match try_profile(&parents, &request, &auth, limits).await {
+            None => match try_profile(&parents, request, &auth, limits).await {
                 Ok(result) => result,
                 Err(Unreachable) => {
                     writeln!(out, "\nConnection to proxy failed, bailing out")?;

@@ -4,6 +4,8 @@
 
 #[path = "support/fake.rs"]
 mod fake;
+#[path = "support/kdc.rs"]
+mod kdc;
 #[path = "support/lab.rs"]
 mod lab;
 
@@ -19,6 +21,10 @@ const MAGIC_TIMEOUT: Duration = Duration::from_secs(120);
 /// Runs `cntlm -c <conf> -M <url>` with stdin at EOF (so the prompt keeps the config's
 /// password, as CNTLM does).
 fn magic(config: &str, url: &str) -> Output {
+    magic_with_env(config, url, &[])
+}
+
+fn magic_with_env(config: &str, url: &str, env: &[(String, String)]) -> Output {
     let dir = tempfile::tempdir().expect("temp dir");
     let conf = dir.path().join("cntlm.conf");
     fs::write(&conf, config).expect("write cntlm.conf");
@@ -27,7 +33,8 @@ fn magic(config: &str, url: &str) -> Output {
             .arg("-c")
             .arg(&conf)
             .arg("-M")
-            .arg(url),
+            .arg(url)
+            .envs(env.iter().map(|(k, v)| (k, v))),
         MAGIC_TIMEOUT,
     )
 }
@@ -250,4 +257,39 @@ async fn parent_closing_after_its_407_gets_a_new_handshake() {
         1,
         "one Type 3, on the new connection"
     );
+}
+
+/// `Auth Negotiate` (not in CNTLM): no NTLM profiles without an NTLM secret, a Kerberos report
+/// instead, against a Squid verifying tickets with `negotiate_kerberos_auth`.
+#[test]
+fn negotiate_parent_reports_the_accepted_ticket() {
+    let Some(kdc) = kdc::Kdc::start() else {
+        return;
+    };
+    let Some(squid) = kdc::Squid::start(&kdc) else {
+        return;
+    };
+    let origin = Origin::start();
+    let ccache = kdc.dir().join("alice.ccache");
+    kdc.kinit(&ccache).expect("kinit alice");
+    let config = format!("Proxy localhost:{}\nAuth Negotiate\n", squid.port);
+    let out = magic_with_env(&config, &origin.http_url("/echo"), &kdc.client_env(&ccache));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"Password: "), "{stdout}");
+    assert_eq!(
+        lines.get(1),
+        Some(&"Kerberos (Auth Negotiate):"),
+        "{stdout}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!(
+            "Parent localhost:{}: offers Negotiate",
+            squid.port
+        ))),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ACCEPTED"), "{stdout}\n{}", squid.log());
+    assert!(!stdout.contains("Config profile"), "{stdout}");
+    assert!(out.status.success(), "{stdout}");
 }
