@@ -23,8 +23,8 @@ pub mod cli;
 pub mod config;
 #[cfg(unix)]
 pub mod daemon;
-pub mod netwatch;
 pub mod http;
+pub mod netwatch;
 pub mod pac;
 pub mod proxy;
 pub mod route;

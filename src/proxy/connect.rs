@@ -14,10 +14,10 @@ use crate::http::headers::UpgradePolicy;
 use crate::proxy::Shared;
 use crate::proxy::forward::{self, fail};
 use crate::proxy::handshake::{self, ProbeOutcome, has_secret};
+use crate::proxy::plan::{self, Plan};
 use crate::proxy::relay::{self, Ctx, Received, Reuse, Via};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
 use crate::proxy::target::{names_us, split_host_port};
-use crate::route::Route;
 use crate::upstream::{AuthState, PoolKey, Retry, UpstreamConn, UpstreamError};
 
 const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
@@ -55,9 +55,11 @@ async fn handle(
         client_keep: client_keeps_alive(req.version, &req.headers),
         upgrade: false,
     };
-    match shared.router.route(&host) {
-        Route::Direct => direct(shared, client, &host, port, log).await,
-        Route::Parent => via_parents(shared, &ctx, client, req, log).await,
+    let plan = plan::decide(shared, &plan::connect_url(&host, port), &host).await;
+    if plan.is_direct() {
+        direct(shared, client, &host, port, log).await
+    } else {
+        via_parents(shared, &ctx, client, req, &plan, log).await
     }
 }
 
@@ -87,6 +89,7 @@ async fn via_parents(
     ctx: &Ctx,
     client: &mut Client,
     req: RequestHead,
+    plan: &Plan,
     log: &mut RequestLog,
 ) -> Next {
     let config = &shared.config;
@@ -105,41 +108,42 @@ async fn via_parents(
         // not keep traffic away from the first parent once its back-off has passed.
         let pooled = shared
             .parents
-            .candidates()
+            .candidates_among(&plan.parents)
             .first()
-            .and_then(|&i| shared.pool.checkout(&PoolKey::Parent(i)));
+            .and_then(|p| shared.pool.checkout(&PoolKey::Parent(p.clone())));
         let mut up = match pooled {
             Some(c) => c,
-            None => match shared.parents.connect(&[]).await {
-                Ok((i, s)) => {
-                    let state = if needs_auth {
+            None => match shared.parents.connect_among(&plan.parents).await {
+                Ok((p, s)) => {
+                    let state = if needs_auth && shared.may_authenticate(&p) {
                         AuthState::Fresh
                     } else {
                         AuthState::NotRequired
                     };
-                    UpstreamConn::fresh(s, PoolKey::Parent(i), state)
+                    UpstreamConn::fresh(s, PoolKey::Parent(p), state)
                 }
                 Err(e) => {
-                    if config.direct_fallback
+                    if plan.direct_after
                         && let Some((host, port)) = split_host_port(&out.target, None)
                     {
+                        shared.parents.enter_direct_fallback(&e);
                         return direct(shared, client, &host, port, log).await;
                     }
                     return fail(client, log, 502, &e.to_string()).await;
                 }
             },
         };
-        let index = match up.key {
-            PoolKey::Parent(i) => i,
-            PoolKey::Origin(_) => 0,
+        let PoolKey::Parent(parent) = up.key.clone() else {
+            return fail(
+                client,
+                log,
+                502,
+                "internal error: an origin connection as parent",
+            )
+            .await;
         };
-        let parent = shared
-            .parents
-            .get(index)
-            .map(ToString::to_string)
-            .unwrap_or_default();
         let who = format!("parent {parent}");
-        log.via = parent;
+        log.via = parent.to_string();
         let mut head = out.clone();
         let mut probation = None;
         if up.auth == AuthState::Fresh {
@@ -188,7 +192,7 @@ async fn via_parents(
                 }
                 Err(e) => {
                     if matches!(e, UpstreamError::Timeout { .. }) {
-                        shared.parents.mark_down(index);
+                        shared.parents.mark_down(&parent);
                     }
                     if e.retry() == Retry::FreshConnection {
                         continue;
@@ -211,7 +215,7 @@ async fn via_parents(
                     continue;
                 }
                 if matches!(e, UpstreamError::Timeout { .. }) {
-                    shared.parents.mark_down(index);
+                    shared.parents.mark_down(&parent);
                 }
                 return fail(client, log, e.status(), &e.to_string()).await;
             }
@@ -228,7 +232,8 @@ async fn via_parents(
                     .await;
             }
             shared.gate.accepted();
-        } else if resp.status == 407 && up.reused && needs_auth {
+        } else if resp.status == 407 && up.reused && needs_auth && shared.may_authenticate(&parent)
+        {
             continue; // the pooled connection lost its authentication: handshake afresh
         }
         drop(probation);

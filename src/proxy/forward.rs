@@ -13,11 +13,11 @@ use crate::http::body::{BodyError, BodyKind, copy_body, request_body, response_b
 use crate::http::head::{RequestHead, ResponseHead};
 use crate::http::headers::UpgradePolicy;
 use crate::proxy::handshake::{self, ProbeOutcome, has_secret, response_keeps_alive};
+use crate::proxy::plan::{self, Plan};
 use crate::proxy::relay::{Ctx, Received, Reuse, SendError, Via, relay, send};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
 use crate::proxy::target::{Target, names_us};
-use crate::proxy::{Shared, respond};
-use crate::route::Route;
+use crate::proxy::{Shared, pacserve, respond};
 use crate::upstream::{AuthState, PoolKey, Retry, UpstreamConn, UpstreamError};
 
 /// Answers the client with an error we generate, and closes.
@@ -42,6 +42,9 @@ async fn handle(
     req: RequestHead,
     log: &mut RequestLog,
 ) -> Next {
+    if pacserve::is_pac_request(&req, &shared.listening) {
+        return pacserve::serve(shared, client, &req, log).await;
+    }
     let Some(target) = Target::parse_absolute(&req.target) else {
         return fail(
             client,
@@ -87,9 +90,12 @@ async fn handle(
     if let BodyKind::Length(n) = body {
         out.headers.set("Content-Length", n.to_string()); // merges identical duplicates
     }
-    match shared.router.route(&target.host) {
-        Route::Direct => direct(shared, &ctx, client, out, &target, log).await,
-        Route::Parent => via_parents(shared, &ctx, client, out, &target, log).await,
+    let url = out.target.clone();
+    let plan = plan::decide(shared, &url, &target.host).await;
+    if plan.is_direct() {
+        direct(shared, &ctx, client, out, &target, log).await
+    } else {
+        via_parents(shared, &ctx, client, out, &target, &plan, log).await
     }
 }
 
@@ -232,6 +238,7 @@ async fn via_parents(
     client: &mut Client,
     mut out: RequestHead,
     target: &Target,
+    plan: &Plan,
     log: &mut RequestLog,
 ) -> Next {
     // The parent connection stays keep-alive whatever the client said: the handshake needs
@@ -247,23 +254,23 @@ async fn via_parents(
         // not keep traffic away from the first parent once its back-off has passed.
         let pooled = shared
             .parents
-            .candidates()
+            .candidates_among(&plan.parents)
             .first()
-            .and_then(|&i| shared.pool.checkout(&PoolKey::Parent(i)));
+            .and_then(|p| shared.pool.checkout(&PoolKey::Parent(p.clone())));
         let mut up = match pooled {
             Some(c) => c,
-            None => match shared.parents.connect(&[]).await {
-                Ok((i, s)) => {
-                    let state = if needs_auth && !skip_auth {
+            None => match shared.parents.connect_among(&plan.parents).await {
+                Ok((p, s)) => {
+                    let state = if needs_auth && !skip_auth && shared.may_authenticate(&p) {
                         AuthState::Fresh
                     } else {
                         AuthState::NotRequired
                     };
-                    UpstreamConn::fresh(s, PoolKey::Parent(i), state)
+                    UpstreamConn::fresh(s, PoolKey::Parent(p), state)
                 }
                 Err(e) => {
-                    if config.direct_fallback {
-                        tracing::warn!(error = %e, "every parent is down: going DIRECT (direct fallback)");
+                    if plan.direct_after {
+                        shared.parents.enter_direct_fallback(&e);
                         let mut out = out;
                         out.headers.remove("proxy-connection");
                         return direct(shared, ctx, client, out, target, log).await;
@@ -272,17 +279,17 @@ async fn via_parents(
                 }
             },
         };
-        let index = match up.key {
-            PoolKey::Parent(i) => i,
-            PoolKey::Origin(_) => 0,
+        let PoolKey::Parent(parent) = up.key.clone() else {
+            return fail(
+                client,
+                log,
+                502,
+                "internal error: an origin connection as parent",
+            )
+            .await;
         };
-        let parent = shared
-            .parents
-            .get(index)
-            .map(ToString::to_string)
-            .unwrap_or_default();
         let who = format!("parent {parent}");
-        log.via = parent;
+        log.via = parent.to_string();
         let mut authorization = None;
         let mut probation = None;
         if up.auth == AuthState::Fresh {
@@ -332,7 +339,7 @@ async fn via_parents(
                 }
                 Err(e) => {
                     if matches!(e, UpstreamError::Timeout { .. }) {
-                        shared.parents.mark_down(index);
+                        shared.parents.mark_down(&parent);
                     }
                     if e.retry() == Retry::FreshConnection {
                         continue;
@@ -360,6 +367,7 @@ async fn via_parents(
                 } else if r.head.status == 407
                     && up.reused
                     && needs_auth
+                    && shared.may_authenticate(&parent)
                     && ctx.body == BodyKind::None
                 {
                     // The parent forgot a pooled connection's authentication: start over.
@@ -380,7 +388,7 @@ async fn via_parents(
             }
             Err(SendError::Upstream(e)) => {
                 if matches!(e, UpstreamError::Timeout { .. }) {
-                    shared.parents.mark_down(index);
+                    shared.parents.mark_down(&parent);
                 }
                 return fail(client, log, e.status(), &e.to_string()).await;
             }

@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 
+use crate::config::ParentProxy;
+
 /// Where a pooled connection leads.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PoolKey {
-    /// Parent proxy number `n` of the `ParentSet`.
-    Parent(usize),
+    /// A parent proxy, by identity (host, port): static and PAC-named parents alike.
+    Parent(ParentProxy),
     /// An origin reached DIRECT, as `host:port` (lower-cased).
     Origin(String),
 }
