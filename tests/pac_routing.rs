@@ -434,7 +434,8 @@ fn credentials_go_to_pac_parents_only_when_allowed() {
 
 /// The proxy in this process (for knobs a config file does not have, and injected events).
 struct InProcess {
-    runtime: tokio::runtime::Runtime,
+    /// Runs the proxy; dropped (and the proxy with it) after the stop signal.
+    _runtime: tokio::runtime::Runtime,
     port: u16,
     network: Option<tokio::sync::watch::Sender<NetworkGeneration>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -457,7 +458,7 @@ impl InProcess {
             let _ = stop_rx.await;
         }));
         InProcess {
-            runtime,
+            _runtime: runtime,
             port,
             network: Some(net_tx),
             stop: Some(stop_tx),
@@ -495,8 +496,10 @@ fn a_pac_served_over_http_is_refetched_after_it_changes() {
     let b = Squid::start(ParentAuth::None);
     let origin = TinyServer::origin("re");
     let pac = PacServer::start(&pac_to(a.port));
-    let mut config = Config::default();
-    config.pac = Some(pac.url());
+    let mut config = Config {
+        pac: Some(pac.url()),
+        ..Config::default()
+    };
     config.limits.pac_refetch = Duration::from_millis(300);
     let cntlm = InProcess::start(config);
     let got = curl(Some(&cntlm.url()), &[&origin.url()]);
@@ -527,8 +530,10 @@ fn a_network_change_refetches_the_pac_and_forgets_dead_parents() {
         "function FindProxyForURL(u, h) {{ return \"PROXY 127.0.0.1:{x_port}; PROXY 127.0.0.1:{}\"; }}",
         b.port
     ));
-    let mut config = Config::default();
-    config.pac = Some(pac.url());
+    let mut config = Config {
+        pac: Some(pac.url()),
+        ..Config::default()
+    };
     // Long enough that only the network change can explain a re-fetch or a return to X.
     config.limits.pac_refetch = Duration::from_secs(3600);
     config.limits.parent_backoff = Duration::from_secs(3600);
