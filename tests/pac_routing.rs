@@ -631,3 +631,106 @@ fn the_served_proxy_pac_points_at_us_and_evaluates() {
         ]
     );
 }
+
+/// A SOCKS5 parent (our own server side, `cntlm::socks5`) in this process, counting CONNECTs.
+struct SocksParent {
+    port: u16,
+    connects: Arc<AtomicUsize>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl SocksParent {
+    fn start() -> SocksParent {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+            .expect("bind socks parent");
+        let port = listener.local_addr().expect("local addr").port();
+        let connects = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&connects);
+        runtime.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let counted = Arc::clone(&counted);
+                tokio::spawn(async move {
+                    let connect = |target: cntlm::socks5::Socks5Target| async move {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await
+                    };
+                    let _ = cntlm::socks5::serve_connection(
+                        stream,
+                        &[],
+                        Duration::from_secs(10),
+                        connect,
+                    )
+                    .await;
+                });
+            }
+        });
+        SocksParent {
+            port,
+            connects,
+            _runtime: runtime,
+        }
+    }
+
+    fn connects(&self) -> usize {
+        self.connects.load(Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn socks5_entries_reach_the_origin_through_a_socks_parent() {
+    let socks = SocksParent::start();
+    let a = Squid::start(ParentAuth::None);
+    let (o1, o2) = (TinyServer::origin("s1"), TinyServer::origin("s2"));
+    let tls = Origin::start();
+    let dead = free_port();
+    let pac = format!(
+        r#"function FindProxyForURL(url, host) {{
+  if (shExpMatch(url, "http://127.0.0.1:{o1}/*")) return "SOCKS5 127.0.0.1:{s}; PROXY 127.0.0.1:{a}";
+  if (shExpMatch(url, "http://127.0.0.1:{o2}/*")) return "SOCKS5 127.0.0.1:{dead}; PROXY 127.0.0.1:{a}";
+  return "SOCKS5 127.0.0.1:{s}";
+}}
+"#,
+        s = socks.port,
+        a = a.port,
+        o1 = o1.port,
+        o2 = o2.port,
+    );
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let pac_path = scratch.path().join("socks.pac");
+    std::fs::write(&pac_path, pac).expect("write pac");
+    let cntlm = Cntlm::start(&format!("Pac {}\n", pac_path.display()));
+    let got = curl(Some(&cntlm.url()), &[&o1.url()]);
+    assert_eq!(
+        (got.status, body(&got)),
+        (200, "s1 via=none".into()),
+        "{}",
+        cntlm.log()
+    );
+    assert_eq!((socks.connects(), a.forwarded_requests()), (1, 0));
+    // The SOCKS5 parent is down: the HTTP parent after it serves.
+    let got = curl(Some(&cntlm.url()), &[&o2.url()]);
+    assert_eq!(
+        (got.status, body(&got)),
+        (200, "s2 via=proxy".into()),
+        "{}",
+        cntlm.log()
+    );
+    assert_eq!((socks.connects(), a.forwarded_requests()), (1, 1));
+    // CONNECT through the SOCKS5 parent.
+    let cert = tls.cert.display().to_string();
+    let got = curl(
+        Some(&cntlm.url()),
+        &["--cacert", &cert, &tls.https_url("/echo")],
+    );
+    assert_eq!(got.status, 200, "{}\n{}", got.stderr, cntlm.log());
+    assert_eq!(socks.connects(), 2);
+    let (code, text) = route(&cntlm.scratch().join("cntlm.conf"), &o1.url());
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!("1. SOCKS5 127.0.0.1:{}  alive", socks.port)),
+        "{text}"
+    );
+    assert!(text.contains("a SOCKS5 CONNECT to 127.0.0.1:"), "{text}");
+}

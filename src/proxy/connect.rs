@@ -11,13 +11,13 @@ use tokio::net::TcpStream;
 use crate::http::body::BodyKind;
 use crate::http::head::RequestHead;
 use crate::http::headers::UpgradePolicy;
-use crate::proxy::Shared;
 use crate::proxy::forward::{self, fail};
 use crate::proxy::handshake::{self, ProbeOutcome, has_secret};
 use crate::proxy::plan::{self, Plan};
 use crate::proxy::relay::{self, Ctx, Received, Reuse, Via};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
 use crate::proxy::target::{names_us, split_host_port};
+use crate::proxy::{Shared, socks_hop};
 use crate::upstream::{AuthState, PoolKey, Retry, UpstreamConn, UpstreamError};
 
 const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
@@ -56,7 +56,19 @@ async fn handle(
         upgrade: false,
     };
     let plan = plan::decide(shared, &plan::connect_url(&host, port), &host).await;
-    if plan.is_direct() {
+    if !plan.socks.is_empty() {
+        match socks_hop::connect(shared, &plan.socks, &host, port).await {
+            Ok((parent, mut up)) => {
+                log.via = format!("SOCKS5 {parent}");
+                return established(shared, client, &mut up, log).await;
+            }
+            Err(e) if plan.parents.is_empty() && !plan.direct_after => {
+                return fail(client, log, 502, &e.to_string()).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "no SOCKS5 parent: trying the next entries"),
+        }
+    }
+    if plan.parents.is_empty() {
         direct(shared, client, &host, port, log).await
     } else {
         via_parents(shared, &ctx, client, req, &plan, log).await
@@ -75,12 +87,22 @@ async fn direct(
         Ok(s) => s,
         Err(e) => return fail(client, log, e.status(), &e.to_string()).await,
     };
+    established(shared, client, &mut up, log).await
+}
+
+/// Answers 200 and splices the client with `up`, a connection to the target itself.
+async fn established(
+    shared: &Shared,
+    client: &mut Client,
+    up: &mut TcpStream,
+    log: &mut RequestLog,
+) -> Next {
     log.status = 200;
     if client.stream.write_all(ESTABLISHED).await.is_err() {
         return Next::Close;
     }
     let mut none = BytesMut::new();
-    log.bytes = tunnel(client, &mut up, &mut none, shared.config.limits.tunnel_idle).await;
+    log.bytes = tunnel(client, up, &mut none, shared.config.limits.tunnel_idle).await;
     Next::Close
 }
 

@@ -113,6 +113,25 @@ pub async fn explain(config: Arc<Config>, url: &str) -> Result<RouteReport, Expl
         _ => {}
     }
 
+    let mut first_socks: Option<ParentProxy> = None;
+    if !plan.socks.is_empty() {
+        let _ = writeln!(
+            out,
+            "  SOCKS5 parents first, in order (never sent credentials):"
+        );
+    }
+    for (i, parent) in plan.socks.iter().enumerate() {
+        let state = match probe(parent).await {
+            Ok(()) => {
+                if first_socks.is_none() {
+                    first_socks = Some(parent.clone());
+                }
+                "alive".to_string()
+            }
+            Err(why) => format!("down ({why})"),
+        };
+        let _ = writeln!(out, "    {}. SOCKS5 {parent}  {state}", i + 1);
+    }
     let mut first_alive: Option<ParentProxy> = None;
     if !plan.parents.is_empty() {
         let _ = writeln!(out, "  parents, in order:");
@@ -162,8 +181,22 @@ pub async fn explain(config: Arc<Config>, url: &str) -> Result<RouteReport, Expl
             target.path, target.host, target.port, target.authority
         )
     };
-    let usable = match &first_alive {
-        Some(parent) => {
+    let usable = match (&first_socks, &first_alive) {
+        (Some(parent), _) => {
+            let _ = writeln!(
+                out,
+                "  would send: a SOCKS5 CONNECT to {}:{} through {parent} (no authentication), then {}",
+                target.host,
+                target.port,
+                if tunnel {
+                    "the tunnelled bytes".to_string()
+                } else {
+                    format!("GET {} HTTP/1.1", target.path)
+                }
+            );
+            true
+        }
+        (None, Some(parent)) => {
             let creds = &config.auth.credentials;
             let auth = if !has_secret(creds) {
                 "without credentials (none configured)".to_string()
@@ -187,15 +220,15 @@ pub async fn explain(config: Arc<Config>, url: &str) -> Result<RouteReport, Expl
             let _ = writeln!(out, "  would send: {request} to parent {parent} {auth}");
             true
         }
-        None if plan.is_direct() => {
+        (None, None) if plan.is_direct() => {
             let _ = writeln!(out, "  would send: {direct_line}");
             true
         }
-        None if plan.direct_after => {
+        (None, None) if plan.direct_after => {
             let _ = writeln!(out, "  would send: {direct_line} (no parent answers)");
             true
         }
-        None => {
+        (None, None) => {
             let _ = writeln!(
                 out,
                 "  would send: nothing: no parent answers and DIRECT is not allowed (ProxyFallback direct)"

@@ -17,7 +17,7 @@ use crate::proxy::plan::{self, Plan};
 use crate::proxy::relay::{Ctx, Received, Reuse, SendError, Via, relay, send};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
 use crate::proxy::target::{Target, names_us};
-use crate::proxy::{Shared, pacserve, respond};
+use crate::proxy::{Shared, pacserve, respond, socks_hop};
 use crate::upstream::{AuthState, PoolKey, Retry, UpstreamConn, UpstreamError};
 
 /// Answers the client with an error we generate, and closes.
@@ -92,7 +92,18 @@ async fn handle(
     }
     let url = out.target.clone();
     let plan = plan::decide(shared, &url, &target.host).await;
-    if plan.is_direct() {
+    if !plan.socks.is_empty() {
+        match socks_hop::connect(shared, &plan.socks, &target.host, target.port).await {
+            Ok(hop) => {
+                return socks_hop::forward(shared, &ctx, client, out, &target, hop, log).await;
+            }
+            Err(e) if plan.parents.is_empty() && !plan.direct_after => {
+                return fail(client, log, 502, &e.to_string()).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "no SOCKS5 parent: trying the next entries"),
+        }
+    }
+    if plan.parents.is_empty() {
         direct(shared, &ctx, client, out, &target, log).await
     } else {
         via_parents(shared, &ctx, client, out, &target, &plan, log).await

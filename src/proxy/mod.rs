@@ -24,6 +24,7 @@ pub mod plan;
 pub mod relay;
 pub mod respond;
 pub mod session;
+pub mod socks_hop;
 pub mod target;
 
 use std::future::Future;

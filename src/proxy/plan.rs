@@ -3,9 +3,10 @@
 //!
 //! A PAC answer is read in order: HTTP parents (`PROXY`, `HTTP`) are tried with the same
 //! failover and back-off as static ones; a `DIRECT` before any parent means DIRECT; a `DIRECT`
-//! after parents means "DIRECT when those are all down", as browsers do. `SOCKS`, `SOCKS4`,
-//! `SOCKS5` and `HTTPS` entries are skipped with one log line each (we do not speak SOCKS or
-//! TLS to a parent yet); an answer with nothing usable left falls back to the static list.
+//! after parents means "DIRECT when those are all down", as browsers do. `SOCKS5` entries
+//! before the first HTTP parent are tried first (`socks_hop`); `SOCKS`, `SOCKS4`, `HTTPS` and
+//! later `SOCKS5` entries are skipped with one log line each (we do not speak SOCKS4 or TLS to
+//! a parent); an answer with nothing usable left falls back to the static list.
 
 use crate::config::ParentProxy;
 use crate::pac::{PacProxy, PacProxyKind};
@@ -37,7 +38,9 @@ pub enum PlanSource {
 /// How one request leaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    /// HTTP parents to try, in order; empty means DIRECT.
+    /// SOCKS5 parents to try first, in order (PAC `SOCKS5` entries before any HTTP parent).
+    pub socks: Vec<ParentProxy>,
+    /// HTTP parents to try, in order (after the SOCKS5 ones failed).
     pub parents: Vec<ParentProxy>,
     /// Whether DIRECT may be used when every parent is down (the PAC listed DIRECT after
     /// them, or `ProxyFallback direct`).
@@ -49,7 +52,7 @@ pub struct Plan {
 impl Plan {
     /// Whether the request goes DIRECT straight away.
     pub fn is_direct(&self) -> bool {
-        self.parents.is_empty()
+        self.parents.is_empty() && self.socks.is_empty()
     }
 }
 
@@ -68,12 +71,14 @@ pub async fn decide(shared: &Shared, url: &str, host: &str) -> Plan {
     let direct_fallback = shared.config.direct_fallback;
     if let Some(rule) = shared.router.matching_rule(host) {
         return Plan {
+            socks: Vec::new(),
             parents: Vec::new(),
             direct_after: false,
             source: PlanSource::NoProxy { rule },
         };
     }
     let static_plan = |source| Plan {
+        socks: Vec::new(),
         parents: shared.parents.configured().to_vec(),
         direct_after: direct_fallback,
         source,
@@ -93,6 +98,7 @@ pub async fn decide(shared: &Shared, url: &str, host: &str) -> Plan {
         }
     };
     let mut parents = Vec::new();
+    let mut socks = Vec::new();
     let mut direct_after = direct_fallback;
     for entry in &answer {
         match entry {
@@ -113,16 +119,30 @@ pub async fn decide(shared: &Shared, url: &str, host: &str) -> Plan {
                     parents.push(parent);
                 }
             }
+            PacProxy::Proxy {
+                kind: PacProxyKind::Socks5,
+                host,
+                port,
+            } if parents.is_empty() => {
+                let parent = ParentProxy {
+                    host: host.to_ascii_lowercase(),
+                    port: *port,
+                };
+                if !socks.contains(&parent) {
+                    socks.push(parent);
+                }
+            }
             PacProxy::Proxy { kind, .. } => pac.warn_once(format!(
-                "PAC entry \"{entry}\" skipped: cntlm does not speak {} to a parent yet",
+                "PAC entry \"{entry}\" skipped: {}",
                 match kind {
-                    PacProxyKind::Https => "TLS",
-                    _ => "SOCKS",
+                    PacProxyKind::Https => "cntlm does not speak TLS to a parent yet",
+                    PacProxyKind::Socks4 => "cntlm does not speak SOCKS4",
+                    _ => "SOCKS5 parents are used only before the first HTTP parent",
                 }
             )),
         }
     }
-    if parents.is_empty() && !direct_after {
+    if parents.is_empty() && socks.is_empty() && !direct_after {
         pac.warn_once(format!(
             "PAC answer \"{}\" has no usable entry: using the static Proxy list",
             answer_text(&answer)
@@ -132,6 +152,7 @@ pub async fn decide(shared: &Shared, url: &str, host: &str) -> Plan {
         });
     }
     Plan {
+        socks,
         parents,
         direct_after,
         source: PlanSource::Pac { answer },
