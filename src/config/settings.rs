@@ -15,7 +15,8 @@ use crate::config::keywords::{FileSettings, read_file};
 use crate::config::report::{Origin, Report, ValueError};
 use crate::config::values::{Exposure, ListenSpec, TunnelRaw};
 use crate::config::{
-    AclRule, AuthSettings, Config, HeaderSubstitution, Limits, ParentProxy, TunnelSpec,
+    AclRule, AuthChoice, AuthSettings, Config, HeaderSubstitution, KerberosSettings, Limits,
+    ParentProxy, TunnelSpec,
 };
 
 /// Settings from one source, before merging and defaults.
@@ -35,6 +36,14 @@ pub struct Settings {
     pub no_proxy: Vec<String>,
     /// `Auth` / `-a`.
     pub dialect: Option<NtlmDialect>,
+    /// `Auth` / `-a`: the scheme (`Negotiate`, `Basic`, `Auto`, or an NTLM dialect).
+    pub auth_choice: Option<AuthChoice>,
+    /// `KerberosKeytab`.
+    pub kerberos_keytab: Option<std::path::PathBuf>,
+    /// `KerberosPrincipal`.
+    pub kerberos_principal: Option<String>,
+    /// `KerberosSPN`.
+    pub kerberos_spn: Option<String>,
     /// `Flags` / `-F`, already in wire order.
     pub flags: Option<u32>,
     /// `Username` / `-u`.
@@ -105,6 +114,10 @@ impl Settings {
             direct_fallback: self.direct_fallback.or(file.direct_fallback),
             no_proxy: lists(self.no_proxy, file.no_proxy),
             dialect: self.dialect.or(file.dialect),
+            auth_choice: self.auth_choice.or(file.auth_choice),
+            kerberos_keytab: self.kerberos_keytab.or(file.kerberos_keytab),
+            kerberos_principal: self.kerberos_principal.or(file.kerberos_principal),
+            kerberos_spn: self.kerberos_spn.or(file.kerberos_spn),
             flags: self.flags.or(file.flags),
             user: self.user.or(file.user),
             domain: self.domain.or(file.domain),
@@ -176,6 +189,12 @@ impl Settings {
                     ntlmv2_hash: self.ntlmv2_hash,
                 },
                 hash_format: self.hash_format.unwrap_or_default(),
+                scheme: self.auth_choice.unwrap_or_default(),
+                kerberos: KerberosSettings {
+                    keytab: self.kerberos_keytab,
+                    principal: self.kerberos_principal,
+                    spn: self.kerberos_spn,
+                },
             },
             headers: self.headers,
             tunnels: self
@@ -242,6 +261,33 @@ pub fn check_credentials(config: &Config) -> Report {
     let mut report = Report::default();
     let creds = &config.auth.credentials;
     if config.parents.is_empty() || config.ntlm_to_basic {
+        return report;
+    }
+    let scheme = config.auth.scheme;
+    if matches!(scheme, AuthChoice::Negotiate | AuthChoice::Auto)
+        && let Some(reason) = crate::auth::negotiate::unavailable_reason()
+    {
+        report.warn(
+            None,
+            format!(
+                "Negotiate unavailable: {reason}{}",
+                if scheme == AuthChoice::Auto {
+                    "; Auth Auto will use NTLM or Basic"
+                } else {
+                    "; parents asking for authentication will be refused"
+                }
+            ),
+        );
+    }
+    if scheme != AuthChoice::Ntlm {
+        // Kerberos can work from the user's ticket cache and Basic needs only a password:
+        // what is missing shows per parent, at the first request.
+        if scheme == AuthChoice::Basic && creds.password.is_none() {
+            report.warn(
+                None,
+                "Auth Basic without Password (or -p/-I): parents asking for Basic will be refused",
+            );
+        }
         return report;
     }
     let has_password = creds.password.is_some();

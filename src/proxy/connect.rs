@@ -12,9 +12,10 @@ use crate::http::body::BodyKind;
 use crate::http::head::RequestHead;
 use crate::http::headers::UpgradePolicy;
 use crate::proxy::forward::{self, fail};
-use crate::proxy::handshake::{self, ProbeOutcome, has_secret};
+use crate::proxy::handshake::{self, ProbeOutcome};
 use crate::proxy::plan::{self, Plan};
 use crate::proxy::relay::{self, Ctx, Received, Reuse, Via};
+use crate::proxy::scheme::{self, ProbeMode};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
 use crate::proxy::target::{names_us, split_host_port};
 use crate::proxy::{Shared, socks_hop};
@@ -123,7 +124,7 @@ async fn via_parents(
     }
     out.headers.substitute(&config.headers);
     out.headers.push("Proxy-Connection", "keep-alive");
-    let needs_auth = has_secret(&config.auth.credentials);
+    let needs_auth = scheme::may_authenticate(&config.auth);
     let mut type3_sent = false;
     for _ in 0..4 {
         // Only the preferred parent's pool: pooled connections to a fallback parent must
@@ -168,6 +169,7 @@ async fn via_parents(
         log.via = parent.to_string();
         let mut head = out.clone();
         let mut probation = None;
+        let mut used = None;
         if up.auth == AuthState::Fresh {
             if type3_sent {
                 return fail(
@@ -178,15 +180,29 @@ async fn via_parents(
                 )
                 .await;
             }
-            probation = shared.gate.admit().await;
-            if !shared.gate.is_open() {
+            let gate = (shared.schemes.expected(shared, &parent))
+                .map_or(&shared.gate, |s| shared.schemes.gate(shared, s));
+            probation = gate.admit().await;
+            if !gate.is_open() {
                 return fail(client, log, 407, handshake::LOCKED_OUT).await;
             }
-            match handshake::probe(&mut up, &out, &config.auth, &config.limits, &who).await {
-                Ok(ProbeOutcome::Challenge { authorization }) => {
+            match scheme::probe(&mut up, &out, shared, &parent, ProbeMode::IsRequest, &who).await {
+                Ok(ProbeOutcome::Challenge {
+                    authorization,
+                    scheme: s,
+                }) => {
                     head.headers
                         .push("Proxy-Authorization", authorization.as_bytes());
                     type3_sent = true;
+                    used = Some(s);
+                }
+                Ok(ProbeOutcome::Authenticated(resp)) => {
+                    drop(probation);
+                    return established_or_relay(shared, ctx, client, up, resp, log).await;
+                }
+                Ok(ProbeOutcome::Refused(message)) => {
+                    drop(probation);
+                    return fail(client, log, 407, &message).await;
                 }
                 Ok(ProbeOutcome::ParentClosed) => continue,
                 Ok(ProbeOutcome::NoNtlm(resp)) => {
@@ -242,9 +258,11 @@ async fn via_parents(
                 return fail(client, log, e.status(), &e.to_string()).await;
             }
         };
-        if type3_sent {
+        if let Some(s) = used {
+            shared
+                .schemes
+                .answered(shared, s, resp.status, &mut up, &who);
             if resp.status == 407 {
-                shared.gate.rejected(&who);
                 drop(probation);
                 let r = Received {
                     head: resp,
@@ -253,7 +271,6 @@ async fn via_parents(
                 return relay::relay(shared, ctx, client, up, r, Via::Parent, Reuse::Never, log)
                     .await;
             }
-            shared.gate.accepted();
         } else if resp.status == 407 && up.reused && needs_auth && shared.may_authenticate(&parent)
         {
             continue; // the pooled connection lost its authentication: handshake afresh

@@ -6,6 +6,7 @@
 //! - `relay`: one exchange upstream: body streaming, 1xx, relaying the answer, pooling.
 //! - `connect`: CONNECT tunnels and the shared splice.
 //! - `handshake`: the NTLM probe and the lockout gate.
+//! - `scheme`: choosing the scheme from the parent's offer; Negotiate and Basic.
 //! - `respond`: the short text answers we make ourselves (errors, 407 lockout).
 //! - `target`: request-target parsing and the loop guard.
 //! - `plan`: the way out per request (NoProxy, PAC answer, static parents, credentials).
@@ -23,6 +24,7 @@ pub mod pacserve;
 pub mod plan;
 pub mod relay;
 pub mod respond;
+pub mod scheme;
 pub mod session;
 pub mod socks_hop;
 pub mod target;
@@ -85,6 +87,8 @@ pub struct Shared {
     pub credentials: CredentialPolicy,
     /// Stops authenticating after repeated credential rejections.
     pub gate: handshake::AuthGate,
+    /// Parents' offers and the Negotiate/Basic lockout gates (`scheme`).
+    pub schemes: scheme::SchemeState,
     /// The addresses we actually listen on (ports resolved), for the loop guard.
     pub listening: Vec<SocketAddr>,
     /// Becomes `true` at shutdown: idle keep-alive sessions then close instead of waiting.
@@ -127,6 +131,7 @@ impl Shared {
                 !config.parents.is_empty() || config.pac.is_some(),
             ),
             gate: handshake::AuthGate::new(limits.auth_failures),
+            schemes: scheme::SchemeState::new(limits),
             listening,
             stopping,
             config,
