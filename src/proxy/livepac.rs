@@ -107,7 +107,8 @@ impl LivePac {
                 tracing::warn!(pac = %self.source, error = %e, "cannot load the PAC; {kept}");
                 return false;
             }
-            (Ok(Refresh::Unchanged), _) if self.status().is_some() => {
+            // Unchanged: the engine in use (or the failure already logged) stands.
+            (Ok(Refresh::Unchanged), _) => {
                 tracing::debug!(pac = %self.source, "PAC unchanged");
                 return false;
             }

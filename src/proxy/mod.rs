@@ -115,8 +115,20 @@ impl Shared {
                 }
             });
         let pac_is_local = matches!(pac_source, Some(PacSource::File(_)));
-        let pac = pac_source
-            .map(|source| Arc::new(LivePac::new(source, config.parents.first().cloned())));
+        // `myIpAddress()` is the address the OS would use toward the corporate network: the
+        // first static parent, else the PAC server itself.
+        let my_ip_target = config
+            .parents
+            .first()
+            .cloned()
+            .or_else(|| match &pac_source {
+                Some(PacSource::Http(url)) => Some(config::ParentProxy {
+                    host: url.host.clone(),
+                    port: url.port,
+                }),
+                _ => None,
+            });
+        let pac = pac_source.map(|source| Arc::new(LivePac::new(source, my_ip_target)));
         Shared {
             pac,
             credentials: CredentialPolicy::new(&config.pac_auth_domains, pac_is_local),
