@@ -259,6 +259,55 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "pac")]
+    #[tokio::test]
+    async fn pac_answers_become_plans() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pac = dir.path().join("t.pac");
+        std::fs::write(
+            &pac,
+            r#"function FindProxyForURL(u, h) {
+                 if (h == "d") return "DIRECT; PROXY a.example:1";
+                 if (h == "p") return "PROXY A.Example:1; PROXY b.example:2; DIRECT";
+                 if (h == "s") return "SOCKS5 s.example:1; PROXY b.example:2; SOCKS5 t.example:3";
+                 if (h == "x") return "HTTPS h.example:1; SOCKS4 q.example:1";
+                 return "PROXY a.example:1";
+               }"#,
+        )
+        .expect("write pac");
+        let config = crate::config::Config {
+            parents: vec![p("static.example")],
+            no_proxy: vec!["np".into()],
+            pac: Some(pac.display().to_string()),
+            ..Default::default()
+        };
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let shared = Shared::new(std::sync::Arc::new(config), Vec::new(), rx);
+        assert!(shared.pac.as_ref().expect("pac").refresh().await);
+        let at = |host: &str, port| ParentProxy {
+            host: host.into(),
+            port,
+        };
+
+        let direct = decide(&shared, "http://d/", "d").await;
+        assert!(direct.is_direct(), "{direct:?}");
+        let parents = decide(&shared, "http://p/", "p").await;
+        assert_eq!(
+            parents.parents,
+            vec![at("a.example", 1), at("b.example", 2)]
+        );
+        assert!(parents.direct_after);
+        let socks = decide(&shared, "http://s/", "s").await;
+        assert_eq!(socks.socks, vec![at("s.example", 1)]);
+        assert_eq!(socks.parents, vec![at("b.example", 2)]);
+        assert!(!socks.direct_after);
+        let unusable = decide(&shared, "http://x/", "x").await;
+        assert!(matches!(unusable.source, PlanSource::PacFallback { .. }));
+        assert_eq!(unusable.parents, vec![p("static.example")]);
+        let np = decide(&shared, "http://np/", "np").await;
+        assert!(np.is_direct() && matches!(np.source, PlanSource::NoProxy { .. }));
+    }
+
     #[test]
     fn connect_urls_bracket_v6() {
         assert_eq!(connect_url("h.example", 443), "https://h.example:443/");
