@@ -182,7 +182,7 @@ impl Settings {
                 credentials: Credentials {
                     user: self.user.unwrap_or_default(),
                     domain: self.domain.unwrap_or_default(),
-                    workstation: self.workstation.unwrap_or_default(),
+                    workstation: self.workstation.unwrap_or_else(default_workstation),
                     password: self.password,
                     lm_hash: self.lm_hash,
                     nt_hash: self.nt_hash,
@@ -339,6 +339,19 @@ mod tests {
     }
 
     #[test]
+    fn workstation_defaults_to_the_short_host_name_like_cntlm() {
+        let config = Settings::default().resolve();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let short = host.trim().split('.').next().unwrap_or_default();
+        assert_eq!(config.auth.credentials.workstation, short);
+        let named = Settings {
+            workstation: Some("LAPTOP7".into()),
+            ..Settings::default()
+        };
+        assert_eq!(named.resolve().auth.credentials.workstation, "LAPTOP7");
+    }
+
+    #[test]
     fn cli_single_values_win_and_lists_add_up_cli_first() {
         let cli = Settings {
             user: Some("cli".into()),
@@ -459,4 +472,17 @@ mod tests {
         };
         assert_eq!(check_credentials(&v2_from_nt.resolve()), Report::default());
     }
+}
+
+/// The workstation name sent when `Workstation` is not set: this machine's short host name,
+/// as CNTLM does (it sends `gethostname()`); the NTLM layer upper-cases it on the wire.
+pub fn default_workstation() -> String {
+    #[cfg(unix)]
+    let name = nix::unistd::gethostname()
+        .ok()
+        .and_then(|n| n.into_string().ok())
+        .unwrap_or_default();
+    #[cfg(not(unix))]
+    let name = String::new();
+    name.split('.').next().unwrap_or_default().to_owned()
 }
