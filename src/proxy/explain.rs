@@ -54,7 +54,8 @@ pub async fn explain(config: Arc<Config>, url: &str) -> Result<RouteReport, Expl
     let pac_url = if tunnel {
         plan::connect_url(&target.host, target.port)
     } else {
-        url.to_string()
+        // As the proxy does: without user info.
+        format!("{}://{}{}", target.scheme, target.authority, target.path)
     };
     let plan = plan::decide(&shared, &pac_url, &target.host).await;
 

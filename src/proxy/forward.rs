@@ -91,7 +91,9 @@ async fn handle(
     if let BodyKind::Length(n) = body {
         out.headers.set("Content-Length", n.to_string()); // merges identical duplicates
     }
-    let url = out.target.clone();
+    // What the PAC sees: the URL without user info, so a script fetched from the network
+    // never learns credentials a client put in a URL (it could leak them through DNS).
+    let url = format!("{}://{}{}", target.scheme, target.authority, target.path);
     let plan = plan::decide(shared, &url, &target.host).await;
     if !plan.socks.is_empty() {
         match socks_hop::connect(shared, &plan.socks, &target.host, target.port).await {
