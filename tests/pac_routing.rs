@@ -734,3 +734,38 @@ fn socks5_entries_reach_the_origin_through_a_socks_parent() {
     );
     assert!(text.contains("a SOCKS5 CONNECT to 127.0.0.1:"), "{text}");
 }
+
+#[test]
+fn the_pac_never_sees_user_info_from_the_url() {
+    let origin = TinyServer::origin("ui");
+    let dead = free_port();
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let pac_path = scratch.path().join("nosy.pac");
+    // Sends the request to a dead parent if it can see the password.
+    std::fs::write(
+        &pac_path,
+        format!(
+            "function FindProxyForURL(u, h) {{ return u.indexOf(\"s3cret\") >= 0 ? \"PROXY 127.0.0.1:{dead}\" : \"DIRECT\"; }}"
+        ),
+    )
+    .expect("write pac");
+    let cntlm = Cntlm::start(&format!("Pac {}\n", pac_path.display()));
+    // Raw bytes: curl would move the user info into a header before we see it.
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, cntlm.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let request = format!(
+        "GET http://user:s3cret@127.0.0.1:{port}/page HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n",
+        port = origin.port
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{answer}\n{}",
+        cntlm.log()
+    );
+    assert!(answer.ends_with("ui via=none"), "{answer}");
+}
