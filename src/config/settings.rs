@@ -325,6 +325,19 @@ pub fn check_credentials(config: &Config) -> Report {
     report
 }
 
+/// The workstation name sent when `Workstation` is not set: this machine's short host name,
+/// as CNTLM does (it sends `gethostname()`); the NTLM layer upper-cases it on the wire.
+pub fn default_workstation() -> String {
+    #[cfg(unix)]
+    let name = nix::unistd::gethostname()
+        .ok()
+        .and_then(|n| n.into_string().ok())
+        .unwrap_or_default();
+    #[cfg(not(unix))]
+    let name = String::new();
+    name.split('.').next().unwrap_or_default().to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,17 +485,4 @@ mod tests {
         };
         assert_eq!(check_credentials(&v2_from_nt.resolve()), Report::default());
     }
-}
-
-/// The workstation name sent when `Workstation` is not set: this machine's short host name,
-/// as CNTLM does (it sends `gethostname()`); the NTLM layer upper-cases it on the wire.
-pub fn default_workstation() -> String {
-    #[cfg(unix)]
-    let name = nix::unistd::gethostname()
-        .ok()
-        .and_then(|n| n.into_string().ok())
-        .unwrap_or_default();
-    #[cfg(not(unix))]
-    let name = String::new();
-    name.split('.').next().unwrap_or_default().to_owned()
 }
