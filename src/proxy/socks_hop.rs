@@ -13,7 +13,7 @@ use crate::proxy::forward::fail;
 use crate::proxy::relay::{Ctx, Reuse, SendError, Via, relay, send};
 use crate::proxy::session::{Client, Next, RequestLog};
 use crate::proxy::target::Target;
-use crate::upstream::socks5_client::connect_through;
+use crate::upstream::socks5_client::{Socks5ClientError, connect_through};
 use crate::upstream::{AuthState, PoolKey, UpstreamConn, UpstreamError};
 
 /// Reaches `host:port` through the first SOCKS5 parent of `list` that does it, with the same
@@ -27,22 +27,25 @@ pub async fn connect(
     let timeout = shared.config.limits.parent_connect;
     let mut tried = Vec::new();
     for parent in shared.parents.candidates_among(list) {
-        let attempt = match shared.parents.try_connect(&parent).await {
-            Ok(mut stream) => connect_through(&mut stream, host, port, timeout)
-                .await
-                .map(|()| stream)
-                .map_err(|e| e.to_string()),
-            Err(why) => Err(why),
+        let mut stream = match shared.parents.try_connect(&parent).await {
+            Ok(stream) => stream,
+            Err(why) => {
+                shared.parents.mark_down(&parent);
+                tried.push(format!("SOCKS5 {parent}: {why}"));
+                continue;
+            }
         };
-        match attempt {
-            Ok(stream) => {
+        match connect_through(&mut stream, host, port, timeout).await {
+            Ok(()) => {
                 let _ = stream.set_nodelay(true);
                 shared.parents.mark_up(&parent);
                 return Ok((parent, stream));
             }
+            // The parent works; it could not reach this one target (RFC 1928 §6 reply).
+            Err(why @ Socks5ClientError::Refused(_)) => {
+                tried.push(format!("SOCKS5 {parent}: {why}"));
+            }
             Err(why) => {
-                // A refusal to reach this one target says nothing about the parent, but we
-                // cannot tell it from a broken parent cheaply; back off as for HTTP parents.
                 shared.parents.mark_down(&parent);
                 tried.push(format!("SOCKS5 {parent}: {why}"));
             }
