@@ -168,9 +168,10 @@ impl Shared {
     /// fetched again and its answers forgotten, and every parent is presumed alive again.
     pub async fn network_changed(&self) {
         tracing::info!(
-            "network changed: re-fetching the PAC, forgetting its answers and the dead-parent marks"
+            "network changed: re-fetching the PAC, forgetting its answers, the dead-parent marks and idle connections"
         );
         self.parents.clear_marks();
+        self.pool.clear();
         if let Some(pac) = &self.pac {
             pac.clear_cache();
             pac.refresh().await;

@@ -137,6 +137,13 @@ impl UpstreamPool {
         });
     }
 
+    /// Drops every idle connection (on a network change: connections made on the old network
+    /// may be black-holed now, and would look alive until a request timed out on them).
+    pub fn clear(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.clear();
+    }
+
     /// How many idle connections are parked for `key` (for tests and diagnostics).
     pub fn idle_count(&self, key: &PoolKey) -> usize {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
