@@ -11,15 +11,15 @@ use tokio::net::TcpStream;
 use crate::http::body::BodyKind;
 use crate::http::head::RequestHead;
 use crate::http::headers::UpgradePolicy;
-use crate::proxy::Shared;
 use crate::proxy::forward::{self, fail};
 use crate::proxy::handshake::{self, ProbeOutcome};
 use crate::proxy::ntlm_to_basic::{self, ClientAccount};
+use crate::proxy::plan::{self, Plan};
 use crate::proxy::relay::{self, Ctx, Received, Reuse, Via};
 use crate::proxy::scheme::{self, ProbeMode};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
 use crate::proxy::target::{names_us, split_host_port};
-use crate::route::Route;
+use crate::proxy::{Shared, socks_hop};
 use crate::upstream::{AuthState, PoolKey, Retry, UpstreamConn, UpstreamError};
 
 const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
@@ -67,9 +67,23 @@ async fn handle(
         upgrade: false,
         isa: None,
     };
-    match shared.router.route(&host) {
-        Route::Direct => direct(shared, client, &host, port, log).await,
-        Route::Parent => via_parents(shared, &ctx, client, req, account.as_ref(), log).await,
+    let plan = plan::decide(shared, &plan::connect_url(&host, port), &host).await;
+    if !plan.socks.is_empty() {
+        match socks_hop::connect(shared, &plan.socks, &host, port).await {
+            Ok((parent, mut up)) => {
+                log.via = format!("SOCKS5 {parent}");
+                return established(shared, client, &mut up, log).await;
+            }
+            Err(e) if plan.parents.is_empty() && !plan.direct_after => {
+                return fail(client, log, 502, &e.to_string()).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "no SOCKS5 parent: trying the next entries"),
+        }
+    }
+    if plan.parents.is_empty() {
+        direct(shared, client, &host, port, log).await
+    } else {
+        via_parents(shared, &ctx, client, req, &plan, account.as_ref(), log).await
     }
 }
 
@@ -85,12 +99,22 @@ async fn direct(
         Ok(s) => s,
         Err(e) => return fail(client, log, e.status(), &e.to_string()).await,
     };
+    established(shared, client, &mut up, log).await
+}
+
+/// Answers 200 and splices the client with `up`, a connection to the target itself.
+async fn established(
+    shared: &Shared,
+    client: &mut Client,
+    up: &mut TcpStream,
+    log: &mut RequestLog,
+) -> Next {
     log.status = 200;
     if client.stream.write_all(ESTABLISHED).await.is_err() {
         return Next::Close;
     }
     let mut none = BytesMut::new();
-    log.bytes = tunnel(client, &mut up, &mut none, shared.config.limits.tunnel_idle).await;
+    log.bytes = tunnel(client, up, &mut none, shared.config.limits.tunnel_idle).await;
     Next::Close
 }
 
@@ -99,6 +123,7 @@ async fn via_parents(
     ctx: &Ctx,
     client: &mut Client,
     req: RequestHead,
+    plan: &Plan,
     account: Option<&ClientAccount>,
     log: &mut RequestLog,
 ) -> Next {
@@ -121,41 +146,46 @@ async fn via_parents(
         // not keep traffic away from the first parent once its back-off has passed.
         let pooled = shared
             .parents
-            .candidates()
+            .candidates_among(&plan.parents)
             .first()
-            .and_then(|&i| shared.pool.checkout_as(&PoolKey::Parent(i), identity));
+            .and_then(|p| {
+                shared
+                    .pool
+                    .checkout_as(&PoolKey::Parent(p.clone()), identity)
+            });
         let mut up = match pooled {
             Some(c) => c,
-            None => match shared.parents.connect(&[]).await {
-                Ok((i, s)) => {
-                    let state = if needs_auth {
+            None => match shared.parents.connect_among(&plan.parents).await {
+                Ok((p, s)) => {
+                    let state = if needs_auth && shared.may_authenticate(&p) {
                         AuthState::Fresh
                     } else {
                         AuthState::NotRequired
                     };
-                    UpstreamConn::fresh(s, PoolKey::Parent(i), state).for_identity(identity)
+                    UpstreamConn::fresh(s, PoolKey::Parent(p), state).for_identity(identity)
                 }
                 Err(e) => {
-                    if config.direct_fallback
+                    if plan.direct_after
                         && let Some((host, port)) = split_host_port(&out.target, None)
                     {
+                        shared.parents.enter_direct_fallback(&e);
                         return direct(shared, client, &host, port, log).await;
                     }
                     return fail(client, log, 502, &e.to_string()).await;
                 }
             },
         };
-        let index = match up.key {
-            PoolKey::Parent(i) => i,
-            PoolKey::Origin(_) => 0,
+        let PoolKey::Parent(parent) = up.key.clone() else {
+            return fail(
+                client,
+                log,
+                502,
+                "internal error: an origin connection as parent",
+            )
+            .await;
         };
-        let parent = shared
-            .parents
-            .get(index)
-            .map(ToString::to_string)
-            .unwrap_or_default();
         let who = format!("parent {parent}");
-        log.via = parent;
+        log.via = parent.to_string();
         let mut head = out.clone();
         let mut probation = None;
         let mut used = None;
@@ -171,7 +201,7 @@ async fn via_parents(
             }
             let gate = match &account_gate {
                 Some(g) => g.as_ref(),
-                None => (shared.schemes.expected(shared, index))
+                None => (shared.schemes.expected(shared, &parent))
                     .map_or(&shared.gate, |s| shared.schemes.gate(shared, s)),
             };
             probation = gate.admit().await;
@@ -181,7 +211,7 @@ async fn via_parents(
             let outcome = match account {
                 Some(a) => ntlm_to_basic::probe(&mut up, &out, a, shared, &who).await,
                 None => {
-                    scheme::probe(&mut up, &out, shared, index, ProbeMode::IsRequest, &who).await
+                    scheme::probe(&mut up, &out, shared, &parent, ProbeMode::IsRequest, &who).await
                 }
             };
             match outcome {
@@ -228,7 +258,7 @@ async fn via_parents(
                 }
                 Err(e) => {
                     if matches!(e, UpstreamError::Timeout { .. }) {
-                        shared.parents.mark_down(index);
+                        shared.parents.mark_down(&parent);
                     }
                     if e.retry() == Retry::FreshConnection {
                         continue;
@@ -251,7 +281,7 @@ async fn via_parents(
                     continue;
                 }
                 if matches!(e, UpstreamError::Timeout { .. }) {
-                    shared.parents.mark_down(index);
+                    shared.parents.mark_down(&parent);
                 }
                 return fail(client, log, e.status(), &e.to_string()).await;
             }
@@ -272,7 +302,8 @@ async fn via_parents(
                 return relay::relay(shared, ctx, client, up, r, Via::Parent, Reuse::Never, log)
                     .await;
             }
-        } else if resp.status == 407 && up.reused && needs_auth {
+        } else if resp.status == 407 && up.reused && needs_auth && shared.may_authenticate(&parent)
+        {
             continue; // the pooled connection lost its authentication: handshake afresh
         }
         drop(probation);
