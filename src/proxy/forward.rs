@@ -122,17 +122,11 @@ async fn handle(
     if plan.parents.is_empty() {
         direct(shared, &ctx, client, out, &target, log).await
     } else {
-        via_parents(
-            shared,
-            &ctx,
-            client,
-            out,
-            &target,
-            &plan,
-            account.as_ref(),
-            log,
-        )
-        .await
+        let way = Way {
+            plan: &plan,
+            account: account.as_ref(),
+        };
+        via_parents(shared, &ctx, client, out, &target, way, log).await
     }
 }
 
@@ -269,16 +263,25 @@ async fn client_body_failed(client: &mut Client, log: &mut RequestLog, e: BodyEr
     }
 }
 
+/// How a parent-bound request leaves: along which parents, and as whom.
+#[derive(Clone, Copy)]
+struct Way<'a> {
+    /// The parents to try, in order, and whether DIRECT may follow them.
+    plan: &'a Plan,
+    /// `-B`: the client's own account; `None` means the configured credentials.
+    account: Option<&'a ClientAccount>,
+}
+
 async fn via_parents(
     shared: &Shared,
     ctx: &Ctx,
     client: &mut Client,
     mut out: RequestHead,
     target: &Target,
-    plan: &Plan,
-    account: Option<&ClientAccount>,
+    way: Way<'_>,
     log: &mut RequestLog,
 ) -> Next {
+    let Way { plan, account } = way;
     // The parent connection stays keep-alive whatever the client said: the handshake needs
     // it and the pool wants it (CNTLM 0.92.3 forwards the client's `Connection: close`).
     out.headers.push("Proxy-Connection", "keep-alive");
