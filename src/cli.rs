@@ -9,7 +9,7 @@
 //! - `-g` applies to every port-only listen spec, wherever it stands; in CNTLM it only
 //!   affects the `-l` options written after it.
 //! - `-p` cannot be blanked from the visible argv soundly in Rust; `main` warns instead.
-//! - `-x` (`Pac`) and `--check-config` are ours.
+//! - `-x` (`Pac`), `--check-config` and `--route` are ours.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -35,8 +35,9 @@ pub fn banner() -> String {
 pub const USAGE: &str = "\
 Usage: cntlm [options] [parent-proxy:port | parent-proxy port]...
 
-  -a NTLMv2|NTLM2SR|NTLM|NT|LM
-                     Dialect answered to the parent (Auth). Default: NTLMv2.
+  -a NTLMv2|NTLM2SR|NTLM|NT|LM|Negotiate|Basic|Auto
+                     Scheme (or NTLM dialect) answered to the parent (Auth).
+                     Default: NTLMv2. Auto picks from the parent's offer.
   -A ip[/mask]       Allow clients from this address or network (Allow), repeatable.
   -B                 Take credentials from the client's Basic auth (NTLMToBasic yes).
   -c file            Config file. Default: /etc/cntlm.conf when it exists (cntlm.ini
@@ -54,7 +55,7 @@ Usage: cntlm [options] [parent-proxy:port | parent-proxy port]...
                      Tunnel lport to rhost:rport through the parent (Tunnel), repeatable.
   -l [addr:]port     Listen here (Listen), repeatable. Default: 127.0.0.1:3128.
                      IPv6 in brackets: [::1]:3128.
-  -M url             Find the best dialect for the parent with this URL (not available yet).
+  -M url             Find the best dialect for the parent with this URL.
   -N \"pat1, pat2\"    Hosts reached directly, not through the parent (NoProxy).
   -O [addr:]port     SOCKS5 listener (SOCKS5Proxy), repeatable.
   -P file            PID file.
@@ -70,6 +71,8 @@ Usage: cntlm [options] [parent-proxy:port | parent-proxy port]...
   -w workstation     Workstation name (Workstation).
   -x file|url        Proxy auto-config (Pac).
       --check-config Read the configuration, print every problem, exit 0 only if usable.
+      --route URL    Explain how a request to URL would leave (NoProxy, PAC, parents), then
+                     exit: 0 when a usable route exists.
 
 Single values on the command line override the config file; lists add up.
 PassLM/PassNT/PassNTLMv2 are read (and -H prints them) in CNTLM 0.92.3's bit-inverted hex.
@@ -187,6 +190,9 @@ pub struct Args {
     /// `--check-config`.
     #[arg(long = "check-config")]
     pub check_config: bool,
+    /// `--route URL`: explain how a request to URL would leave, then exit.
+    #[arg(long = "route", value_name = "URL")]
+    pub route: Option<String>,
     /// Parent proxies: `host:port` or `host port`.
     #[arg(value_name = "PROXY")]
     pub parents: Vec<String>,
@@ -245,7 +251,13 @@ impl Args {
             }
         };
         if let Some(auth) = &self.auth {
-            check("-a", parse_auth(auth).map(|d| s.dialect = Some(d)));
+            check(
+                "-a",
+                parse_auth(auth).map(|(choice, dialect)| {
+                    s.auth_choice = Some(choice);
+                    s.dialect = dialect;
+                }),
+            );
         }
         for (action, text) in &self.acl_order {
             let flag = if *action == AclAction::Allow {

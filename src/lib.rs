@@ -14,6 +14,7 @@
 //! - `socks5`: the SOCKS5 server side (RFC 1928 CONNECT, RFC 1929 user/pass) for `-O`.
 //! - `pac`: PAC evaluation (QuickJS engine thread, helpers, result parser, fetch, cache).
 //! - `netwatch`: network-change detection (Linux netlink, elsewhere a poll) for roaming.
+//! - `magic`: `-M`, the dialect detection against the parent.
 //!
 //! The library never reads argv, the environment or files on its own: `main.rs` resolves a
 //! `Config` and hands it to `run`.
@@ -24,6 +25,7 @@ pub mod config;
 #[cfg(unix)]
 pub mod daemon;
 pub mod http;
+pub mod magic;
 pub mod netwatch;
 pub mod pac;
 pub mod proxy;

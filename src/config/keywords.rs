@@ -15,7 +15,7 @@ use crate::config::file::{self, ConfigText};
 use crate::config::report::{Origin, Report, ValueError};
 use crate::config::settings::Settings;
 use crate::config::values;
-use crate::config::{AclAction, AclRule};
+use crate::config::{AclAction, AclRule, AuthChoice};
 
 /// A keyword the config file understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,6 +70,14 @@ pub enum Keyword {
     HashFormat,
     /// `ProxyFallback direct|none` (ours): go DIRECT when every parent is down.
     ProxyFallback,
+    /// `PacAuthDomains patterns` (ours, list): PAC-named parents that may get credentials.
+    PacAuthDomains,
+    /// `KerberosKeytab path` (ours): a client keytab for Negotiate.
+    KerberosKeytab,
+    /// `KerberosPrincipal user@REALM` (ours): the keytab entry to use.
+    KerberosPrincipal,
+    /// `KerberosSPN HTTP@host` (ours): the parent's service principal, when not `HTTP@<host>`.
+    KerberosSpn,
     /// `MaxConnections n` (ours): client connections served at once (default 4096).
     MaxConnections,
 }
@@ -101,6 +109,10 @@ const KEYWORDS: &[(&str, Keyword)] = &[
     ("Pac", Keyword::Pac),
     ("HashFormat", Keyword::HashFormat),
     ("ProxyFallback", Keyword::ProxyFallback),
+    ("PacAuthDomains", Keyword::PacAuthDomains),
+    ("KerberosKeytab", Keyword::KerberosKeytab),
+    ("KerberosPrincipal", Keyword::KerberosPrincipal),
+    ("KerberosSPN", Keyword::KerberosSpn),
     ("MaxConnections", Keyword::MaxConnections),
 ];
 
@@ -136,6 +148,7 @@ impl Keyword {
                 | Keyword::IsaScannerAgent
                 | Keyword::Listen
                 | Keyword::NoProxy
+                | Keyword::PacAuthDomains
                 | Keyword::Proxy
                 | Keyword::Socks5Proxy
                 | Keyword::Socks5Users
@@ -337,7 +350,14 @@ fn apply(
                     .map(|network| AclRule { action, network }),
             );
         }
-        Keyword::Auth => settings.dialect = Some(parse_auth(value)?),
+        Keyword::Auth => {
+            let (choice, dialect) = parse_auth(value)?;
+            settings.auth_choice = Some(choice);
+            settings.dialect = dialect.or(settings.dialect);
+        }
+        Keyword::KerberosKeytab => settings.kerberos_keytab = Some(value.into()),
+        Keyword::KerberosPrincipal => settings.kerberos_principal = Some(value.to_string()),
+        Keyword::KerberosSpn => settings.kerberos_spn = Some(value.to_string()),
         Keyword::Domain => settings.domain = Some(value.to_string()),
         Keyword::Flags => settings.flags = Some(values::parse_flags(value)?),
         Keyword::Gateway | Keyword::NtlmToBasic => {
@@ -370,6 +390,9 @@ fn apply(
         Keyword::Username => settings.user = Some(value.to_string()),
         Keyword::Workstation => settings.workstation = Some(value.to_string()),
         Keyword::Pac => settings.pac = Some(value.to_string()),
+        Keyword::PacAuthDomains => settings
+            .pac_auth_domains
+            .extend(values::parse_no_proxy(value)),
         Keyword::HashFormat => {
             settings.hash_format =
                 Some(HashFormat::parse(value).ok_or_else(|| ValueError::Invalid {
@@ -388,11 +411,21 @@ fn apply(
     Ok(())
 }
 
-/// `Auth` / `-a`: CNTLM's dialect names, case-insensitive.
-pub fn parse_auth(value: &str) -> Result<NtlmDialect, ValueError> {
-    NtlmDialect::parse(value.trim()).ok_or_else(|| ValueError::UnknownAuth {
-        value: value.to_string(),
-    })
+/// `Auth` / `-a`, case-insensitive: CNTLM's dialect names (NTLM, with that dialect), or
+/// `Negotiate` (alias `GSS`, the maintained fork's spelling), `Basic`, `Auto`.
+pub fn parse_auth(value: &str) -> Result<(AuthChoice, Option<NtlmDialect>), ValueError> {
+    let text = value.trim();
+    if let Some(dialect) = NtlmDialect::parse(text) {
+        return Ok((AuthChoice::Ntlm, Some(dialect)));
+    }
+    match text.to_ascii_lowercase().as_str() {
+        "negotiate" | "gss" => Ok((AuthChoice::Negotiate, None)),
+        "basic" => Ok((AuthChoice::Basic, None)),
+        "auto" => Ok((AuthChoice::Auto, None)),
+        _ => Err(ValueError::UnknownAuth {
+            value: value.to_string(),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -45,12 +45,16 @@ pub struct Config {
     pub socks5_users: Vec<(String, Password)>,
     /// `NTLMToBasic yes` / `-B`: take credentials from the client's Basic header.
     pub ntlm_to_basic: bool,
-    /// `ISAScannerSize` / `-S` in KiB (0 = no limit), when the plugin is on.
+    /// `ISAScannerSize` / `-S` in KiB (0 = no limit): the ISA plugin for every download up to
+    /// this size. Unset with `ISAScannerAgent` alone: the plugin is on for matching
+    /// User-Agents only (`proxy::isa`).
     pub isa_scanner_size: Option<u64>,
     /// `ISAScannerAgent` / `-G` User-Agent patterns.
     pub isa_scanner_agents: Vec<String>,
     /// `Pac` / `-x`: a PAC file path or URL.
     pub pac: Option<String>,
+    /// `PacAuthDomains` patterns: PAC-named parents that may receive credentials.
+    pub pac_auth_domains: Vec<String>,
     /// `-s`: serialize requests.
     pub serialize: bool,
     /// Limits and timeouts (DESIGN.md §2 "Limits and defaults").
@@ -105,6 +109,35 @@ pub struct AuthSettings {
     pub credentials: Credentials,
     /// How `Pass*` values were encoded (kept for `-M` output).
     pub hash_format: HashFormat,
+    /// `Auth` / `-a`: which scheme answers the parent (NTLM with `dialect` by default).
+    pub scheme: AuthChoice,
+    /// Where Kerberos credentials come from and which service principal to ask for.
+    pub kerberos: KerberosSettings,
+}
+
+/// The scheme used towards parents (`Auth` / `-a`; the NTLM dialect is `AuthSettings::dialect`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AuthChoice {
+    /// `Auth NTLMv2|NTLM2SR|NTLM|NT|LM`: NTLM only, as CNTLM 0.92.3.
+    #[default]
+    Ntlm,
+    /// `Auth Negotiate` (alias `GSS`): Kerberos through SPNEGO (RFC 4559) only.
+    Negotiate,
+    /// `Auth Basic`: Basic (RFC 7617) only, and only to a parent that challenged with it.
+    Basic,
+    /// `Auth Auto`: pick from each parent's offer: Negotiate, else NTLM, else Basic.
+    Auto,
+}
+
+/// Kerberos settings (`KerberosKeytab`, `KerberosPrincipal`, `KerberosSPN`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KerberosSettings {
+    /// `KerberosKeytab`: a client keytab to obtain tickets from.
+    pub keytab: Option<std::path::PathBuf>,
+    /// `KerberosPrincipal`: the keytab entry (`user@REALM`) to use.
+    pub principal: Option<String>,
+    /// `KerberosSPN`: the service principal instead of `HTTP@<parent host>`.
+    pub spn: Option<String>,
 }
 
 /// A `Header` / `-r` line: set `name` to `value`, replacing any client value.
@@ -160,6 +193,8 @@ pub struct Limits {
     pub auth_failures: u32,
     /// Drain deadline for tunnels at shutdown.
     pub shutdown_drain: Duration,
+    /// How often a PAC is re-fetched (besides every network change).
+    pub pac_refetch: Duration,
 }
 
 impl Default for Limits {
@@ -180,6 +215,7 @@ impl Default for Limits {
             backlog: 1024,
             auth_failures: 3,
             shutdown_drain: Duration::from_secs(30),
+            pac_refetch: crate::pac::fetch::PAC_REFETCH_INTERVAL,
         }
     }
 }
@@ -203,6 +239,7 @@ impl Default for Config {
             isa_scanner_size: None,
             isa_scanner_agents: Vec::new(),
             pac: None,
+            pac_auth_domains: Vec::new(),
             serialize: false,
             limits: Limits::default(),
         }

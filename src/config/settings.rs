@@ -15,7 +15,8 @@ use crate::config::keywords::{FileSettings, read_file};
 use crate::config::report::{Origin, Report, ValueError};
 use crate::config::values::{Exposure, ListenSpec, TunnelRaw};
 use crate::config::{
-    AclRule, AuthSettings, Config, HeaderSubstitution, Limits, ParentProxy, TunnelSpec,
+    AclRule, AuthChoice, AuthSettings, Config, HeaderSubstitution, KerberosSettings, Limits,
+    ParentProxy, TunnelSpec,
 };
 
 /// Settings from one source, before merging and defaults.
@@ -35,6 +36,14 @@ pub struct Settings {
     pub no_proxy: Vec<String>,
     /// `Auth` / `-a`.
     pub dialect: Option<NtlmDialect>,
+    /// `Auth` / `-a`: the scheme (`Negotiate`, `Basic`, `Auto`, or an NTLM dialect).
+    pub auth_choice: Option<AuthChoice>,
+    /// `KerberosKeytab`.
+    pub kerberos_keytab: Option<std::path::PathBuf>,
+    /// `KerberosPrincipal`.
+    pub kerberos_principal: Option<String>,
+    /// `KerberosSPN`.
+    pub kerberos_spn: Option<String>,
     /// `Flags` / `-F`, already in wire order.
     pub flags: Option<u32>,
     /// `Username` / `-u`.
@@ -69,6 +78,8 @@ pub struct Settings {
     pub isa_scanner_agents: Vec<String>,
     /// `Pac` / `-x`.
     pub pac: Option<String>,
+    /// `PacAuthDomains`.
+    pub pac_auth_domains: Vec<String>,
     /// `-s`.
     pub serialize: Option<bool>,
     /// `MaxConnections`.
@@ -105,6 +116,10 @@ impl Settings {
             direct_fallback: self.direct_fallback.or(file.direct_fallback),
             no_proxy: lists(self.no_proxy, file.no_proxy),
             dialect: self.dialect.or(file.dialect),
+            auth_choice: self.auth_choice.or(file.auth_choice),
+            kerberos_keytab: self.kerberos_keytab.or(file.kerberos_keytab),
+            kerberos_principal: self.kerberos_principal.or(file.kerberos_principal),
+            kerberos_spn: self.kerberos_spn.or(file.kerberos_spn),
             flags: self.flags.or(file.flags),
             user: self.user.or(file.user),
             domain: self.domain.or(file.domain),
@@ -122,6 +137,7 @@ impl Settings {
             isa_scanner_size: self.isa_scanner_size.or(file.isa_scanner_size),
             isa_scanner_agents: lists(self.isa_scanner_agents, file.isa_scanner_agents),
             pac: self.pac.or(file.pac),
+            pac_auth_domains: lists(self.pac_auth_domains, file.pac_auth_domains),
             serialize: self.serialize.or(file.serialize),
             max_connections: self.max_connections.or(file.max_connections),
         }
@@ -148,14 +164,6 @@ impl Settings {
                 .resolve(exposure),
             );
         }
-        // ISAScannerAgent alone turns the plugin on with "no limit for matches only".
-        let isa_scanner_size = self
-            .isa_scanner_size
-            .or(if self.isa_scanner_agents.is_empty() {
-                None
-            } else {
-                Some(0)
-            });
         Config {
             listen,
             gateway: exposure == Exposure::Gateway,
@@ -169,13 +177,19 @@ impl Settings {
                 credentials: Credentials {
                     user: self.user.unwrap_or_default(),
                     domain: self.domain.unwrap_or_default(),
-                    workstation: self.workstation.unwrap_or_default(),
+                    workstation: self.workstation.unwrap_or_else(default_workstation),
                     password: self.password,
                     lm_hash: self.lm_hash,
                     nt_hash: self.nt_hash,
                     ntlmv2_hash: self.ntlmv2_hash,
                 },
                 hash_format: self.hash_format.unwrap_or_default(),
+                scheme: self.auth_choice.unwrap_or_default(),
+                kerberos: KerberosSettings {
+                    keytab: self.kerberos_keytab,
+                    principal: self.kerberos_principal,
+                    spn: self.kerberos_spn,
+                },
             },
             headers: self.headers,
             tunnels: self
@@ -194,9 +208,10 @@ impl Settings {
                 .collect(),
             socks5_users: self.socks5_users,
             ntlm_to_basic: self.ntlm_to_basic.unwrap_or(false),
-            isa_scanner_size,
+            isa_scanner_size: self.isa_scanner_size,
             isa_scanner_agents: self.isa_scanner_agents,
             pac: self.pac,
+            pac_auth_domains: self.pac_auth_domains,
             serialize: self.serialize.unwrap_or(false),
             limits: Limits {
                 max_connections: self
@@ -248,6 +263,33 @@ pub fn check_credentials(config: &Config) -> Report {
     if config.parents.is_empty() || config.ntlm_to_basic {
         return report;
     }
+    let scheme = config.auth.scheme;
+    if matches!(scheme, AuthChoice::Negotiate | AuthChoice::Auto)
+        && let Some(reason) = crate::auth::negotiate::unavailable_reason()
+    {
+        report.warn(
+            None,
+            format!(
+                "Negotiate unavailable: {reason}{}",
+                if scheme == AuthChoice::Auto {
+                    "; Auth Auto will use NTLM or Basic"
+                } else {
+                    "; parents asking for authentication will be refused"
+                }
+            ),
+        );
+    }
+    if scheme != AuthChoice::Ntlm {
+        // Kerberos can work from the user's ticket cache and Basic needs only a password:
+        // what is missing shows per parent, at the first request.
+        if scheme == AuthChoice::Basic && creds.password.is_none() {
+            report.warn(
+                None,
+                "Auth Basic without Password (or -p/-I): parents asking for Basic will be refused",
+            );
+        }
+        return report;
+    }
     let has_password = creds.password.is_some();
     let (lm, nt, v2) = (
         has_password || creds.lm_hash.is_some(),
@@ -283,6 +325,19 @@ pub fn check_credentials(config: &Config) -> Report {
     report
 }
 
+/// The workstation name sent when `Workstation` is not set: this machine's short host name,
+/// as CNTLM does (it sends `gethostname()`); the NTLM layer upper-cases it on the wire.
+pub fn default_workstation() -> String {
+    #[cfg(unix)]
+    let name = nix::unistd::gethostname()
+        .ok()
+        .and_then(|n| n.into_string().ok())
+        .unwrap_or_default();
+    #[cfg(not(unix))]
+    let name = String::new();
+    name.split('.').next().unwrap_or_default().to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +349,19 @@ mod tests {
             action: AclAction::Allow,
             network: parse_acl(text).expect("valid").networks[0],
         }
+    }
+
+    #[test]
+    fn workstation_defaults_to_the_short_host_name_like_cntlm() {
+        let config = Settings::default().resolve();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let short = host.trim().split('.').next().unwrap_or_default();
+        assert_eq!(config.auth.credentials.workstation, short);
+        let named = Settings {
+            workstation: Some("LAPTOP7".into()),
+            ..Settings::default()
+        };
+        assert_eq!(named.resolve().auth.credentials.workstation, "LAPTOP7");
     }
 
     #[test]
@@ -378,13 +446,15 @@ mod tests {
     }
 
     #[test]
-    fn isa_agent_alone_turns_the_plugin_on_without_limit() {
+    fn isa_agent_alone_leaves_the_size_unset() {
+        // The man page: -G without -S enables the plugin for matching User-Agents only, which
+        // `proxy::isa` can tell from an explicit `-S 0` (every download, no limit) only if
+        // the size stays unset here.
         let settings = Settings {
             isa_scanner_agents: vec!["Wget".into()],
             ..Settings::default()
         };
-        assert_eq!(settings.resolve().isa_scanner_size, Some(0));
-        assert_eq!(Settings::default().resolve().isa_scanner_size, None);
+        assert_eq!(settings.resolve().isa_scanner_size, None);
     }
 
     #[test]

@@ -11,13 +11,15 @@ use tokio::net::TcpStream;
 use crate::http::body::BodyKind;
 use crate::http::head::RequestHead;
 use crate::http::headers::UpgradePolicy;
-use crate::proxy::Shared;
 use crate::proxy::forward::{self, fail};
-use crate::proxy::handshake::{self, ProbeOutcome, has_secret};
+use crate::proxy::handshake::{self, ProbeOutcome};
+use crate::proxy::ntlm_to_basic::{self, ClientAccount};
+use crate::proxy::plan::{self, Plan};
 use crate::proxy::relay::{self, Ctx, Received, Reuse, Via};
+use crate::proxy::scheme::{self, ProbeMode};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
 use crate::proxy::target::{names_us, split_host_port};
-use crate::route::Route;
+use crate::proxy::{Shared, socks_hop};
 use crate::upstream::{AuthState, PoolKey, Retry, UpstreamConn, UpstreamError};
 
 const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
@@ -48,16 +50,40 @@ async fn handle(
         )
         .await;
     }
+    // -B: the client's own account, read before the hop-by-hop header goes.
+    let account = if shared.config.ntlm_to_basic {
+        match shared.accounts.from_headers(&req.headers) {
+            Some(account) => Some(account),
+            None => return ntlm_to_basic::ask(client, log).await,
+        }
+    } else {
+        None
+    };
     let ctx = Ctx {
         method: req.method.clone(),
         client_version: req.version,
         body: BodyKind::None,
         client_keep: client_keeps_alive(req.version, &req.headers),
         upgrade: false,
+        isa: None,
     };
-    match shared.router.route(&host) {
-        Route::Direct => direct(shared, client, &host, port, log).await,
-        Route::Parent => via_parents(shared, &ctx, client, req, log).await,
+    let plan = plan::decide(shared, &plan::connect_url(&host, port), &host).await;
+    if !plan.socks.is_empty() {
+        match socks_hop::connect(shared, &plan.socks, &host, port).await {
+            Ok((parent, mut up)) => {
+                log.via = format!("SOCKS5 {parent}");
+                return established(shared, client, &mut up, log).await;
+            }
+            Err(e) if plan.parents.is_empty() && !plan.direct_after => {
+                return fail(client, log, 502, &e.to_string()).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "no SOCKS5 parent: trying the next entries"),
+        }
+    }
+    if plan.parents.is_empty() {
+        direct(shared, client, &host, port, log).await
+    } else {
+        via_parents(shared, &ctx, client, req, &plan, account.as_ref(), log).await
     }
 }
 
@@ -73,12 +99,22 @@ async fn direct(
         Ok(s) => s,
         Err(e) => return fail(client, log, e.status(), &e.to_string()).await,
     };
+    established(shared, client, &mut up, log).await
+}
+
+/// Answers 200 and splices the client with `up`, a connection to the target itself.
+async fn established(
+    shared: &Shared,
+    client: &mut Client,
+    up: &mut TcpStream,
+    log: &mut RequestLog,
+) -> Next {
     log.status = 200;
     if client.stream.write_all(ESTABLISHED).await.is_err() {
         return Next::Close;
     }
     let mut none = BytesMut::new();
-    log.bytes = tunnel(client, &mut up, &mut none, shared.config.limits.tunnel_idle).await;
+    log.bytes = tunnel(client, up, &mut none, shared.config.limits.tunnel_idle).await;
     Next::Close
 }
 
@@ -87,6 +123,8 @@ async fn via_parents(
     ctx: &Ctx,
     client: &mut Client,
     req: RequestHead,
+    plan: &Plan,
+    account: Option<&ClientAccount>,
     log: &mut RequestLog,
 ) -> Next {
     let config = &shared.config;
@@ -98,50 +136,59 @@ async fn via_parents(
     }
     out.headers.substitute(&config.headers);
     out.headers.push("Proxy-Connection", "keep-alive");
-    let needs_auth = has_secret(&config.auth.credentials);
+    // -B: the client's account, with its own pool identity and lockout count.
+    let identity = account.map(ClientAccount::identity);
+    let account_gate = account.map(|a| shared.accounts.gate(a));
+    let needs_auth = account.is_some() || scheme::may_authenticate(&config.auth);
     let mut type3_sent = false;
     for _ in 0..4 {
         // Only the preferred parent's pool: pooled connections to a fallback parent must
         // not keep traffic away from the first parent once its back-off has passed.
         let pooled = shared
             .parents
-            .candidates()
+            .candidates_among(&plan.parents)
             .first()
-            .and_then(|&i| shared.pool.checkout(&PoolKey::Parent(i)));
+            .and_then(|p| {
+                shared
+                    .pool
+                    .checkout_as(&PoolKey::Parent(p.clone()), identity)
+            });
         let mut up = match pooled {
             Some(c) => c,
-            None => match shared.parents.connect(&[]).await {
-                Ok((i, s)) => {
-                    let state = if needs_auth {
+            None => match shared.parents.connect_among(&plan.parents).await {
+                Ok((p, s)) => {
+                    let state = if needs_auth && shared.may_authenticate(&p) {
                         AuthState::Fresh
                     } else {
                         AuthState::NotRequired
                     };
-                    UpstreamConn::fresh(s, PoolKey::Parent(i), state)
+                    UpstreamConn::fresh(s, PoolKey::Parent(p), state).for_identity(identity)
                 }
                 Err(e) => {
-                    if config.direct_fallback
+                    if plan.direct_after
                         && let Some((host, port)) = split_host_port(&out.target, None)
                     {
+                        shared.parents.enter_direct_fallback(&e);
                         return direct(shared, client, &host, port, log).await;
                     }
                     return fail(client, log, 502, &e.to_string()).await;
                 }
             },
         };
-        let index = match up.key {
-            PoolKey::Parent(i) => i,
-            PoolKey::Origin(_) => 0,
+        let PoolKey::Parent(parent) = up.key.clone() else {
+            return fail(
+                client,
+                log,
+                502,
+                "internal error: an origin connection as parent",
+            )
+            .await;
         };
-        let parent = shared
-            .parents
-            .get(index)
-            .map(ToString::to_string)
-            .unwrap_or_default();
         let who = format!("parent {parent}");
-        log.via = parent;
+        log.via = parent.to_string();
         let mut head = out.clone();
         let mut probation = None;
+        let mut used = None;
         if up.auth == AuthState::Fresh {
             if type3_sent {
                 return fail(
@@ -152,19 +199,48 @@ async fn via_parents(
                 )
                 .await;
             }
-            probation = shared.gate.admit().await;
-            if !shared.gate.is_open() {
+            let gate = match &account_gate {
+                Some(g) => g.as_ref(),
+                None => (shared.schemes.expected(shared, &parent))
+                    .map_or(&shared.gate, |s| shared.schemes.gate(shared, s)),
+            };
+            probation = gate.admit().await;
+            if !gate.is_open() {
                 return fail(client, log, 407, handshake::LOCKED_OUT).await;
             }
             // Boxed: the handshake's state is freed before the tunnel starts instead of
             // sizing this future (held for the tunnel's life) by it.
-            let probed =
-                Box::pin(handshake::probe(&mut up, &out, &config.auth, &config.limits, &who)).await;
-            match probed {
-                Ok(ProbeOutcome::Challenge { authorization }) => {
+            let outcome = match account {
+                Some(a) => Box::pin(ntlm_to_basic::probe(&mut up, &out, a, shared, &who)).await,
+                None => {
+                    Box::pin(scheme::probe(
+                        &mut up,
+                        &out,
+                        shared,
+                        &parent,
+                        ProbeMode::IsRequest,
+                        &who,
+                    ))
+                    .await
+                }
+            };
+            match outcome {
+                Ok(ProbeOutcome::Challenge {
+                    authorization,
+                    scheme: s,
+                }) => {
                     head.headers
                         .push("Proxy-Authorization", authorization.as_bytes());
                     type3_sent = true;
+                    used = Some(s);
+                }
+                Ok(ProbeOutcome::Authenticated(resp)) => {
+                    drop(probation);
+                    return established_or_relay(shared, ctx, client, up, resp, log).await;
+                }
+                Ok(ProbeOutcome::Refused(message)) => {
+                    drop(probation);
+                    return fail(client, log, 407, &message).await;
                 }
                 Ok(ProbeOutcome::ParentClosed) => continue,
                 Ok(ProbeOutcome::NoNtlm(resp)) => {
@@ -192,7 +268,7 @@ async fn via_parents(
                 }
                 Err(e) => {
                     if matches!(e, UpstreamError::Timeout { .. }) {
-                        shared.parents.mark_down(index);
+                        shared.parents.mark_down(&parent);
                     }
                     if e.retry() == Retry::FreshConnection {
                         continue;
@@ -215,14 +291,19 @@ async fn via_parents(
                     continue;
                 }
                 if matches!(e, UpstreamError::Timeout { .. }) {
-                    shared.parents.mark_down(index);
+                    shared.parents.mark_down(&parent);
                 }
                 return fail(client, log, e.status(), &e.to_string()).await;
             }
         };
-        if type3_sent {
+        if let Some(s) = used {
+            match &account_gate {
+                Some(g) => ntlm_to_basic::answered(g, resp.status, &mut up, &who),
+                None => shared
+                    .schemes
+                    .answered(shared, s, resp.status, &mut up, &who),
+            }
             if resp.status == 407 {
-                shared.gate.rejected(&who);
                 drop(probation);
                 let r = Received {
                     head: resp,
@@ -240,8 +321,8 @@ async fn via_parents(
                 ))
                 .await;
             }
-            shared.gate.accepted();
-        } else if resp.status == 407 && up.reused && needs_auth {
+        } else if resp.status == 407 && up.reused && needs_auth && shared.may_authenticate(&parent)
+        {
             continue; // the pooled connection lost its authentication: handshake afresh
         }
         drop(probation);
