@@ -21,7 +21,8 @@ Host: 127.0.0.1:8080\r\n\
 \r\n";
 
 /// A browser-sized request: a dozen fields and a cookie, as `npm` or Firefox send them.
-const BROWSER: &[u8] = b"GET http://registry.example.com/some-package/-/some-package-1.2.3.tgz HTTP/1.1\r\n\
+const BROWSER: &[u8] =
+    b"GET http://registry.example.com/some-package/-/some-package-1.2.3.tgz HTTP/1.1\r\n\
 Host: registry.example.com\r\n\
 User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n\
 Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n\

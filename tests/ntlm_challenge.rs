@@ -54,7 +54,10 @@ fn every_truncation_of_a_valid_challenge_is_a_typed_error() {
             // No TargetInfo descriptor yet: an old-style challenge whose TargetName (which
             // nothing uses) is cut off; it still carries the server challenge.
             let msg = parsed.expect("an old-style challenge");
-            assert!(msg.target_name.is_empty() && msg.target_info.is_none(), "{len}");
+            assert!(
+                msg.target_name.is_empty() && msg.target_info.is_none(),
+                "{len}"
+            );
         } else {
             let err = parsed.expect_err("a truncated TargetInfo");
             assert!(
@@ -82,7 +85,13 @@ fn lying_target_info_offset_and_length_are_malformed() {
     for bytes in [offset, length] {
         let err = ChallengeMessage::parse(&bytes, DEFAULT_MAX_LEN).expect_err("lies");
         assert!(
-            matches!(err, NtlmError::Malformed(Malformed::FieldOutOfBounds { field: "TargetInfo", .. })),
+            matches!(
+                err,
+                NtlmError::Malformed(Malformed::FieldOutOfBounds {
+                    field: "TargetInfo",
+                    ..
+                })
+            ),
             "{err:?}"
         );
     }

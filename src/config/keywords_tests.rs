@@ -319,7 +319,10 @@ fn proxy_fallback() {
 
 #[test]
 fn max_connections_sets_the_cap() {
-    assert_eq!(clean("MaxConnections 20000\n").limits.max_connections, 20_000);
+    assert_eq!(
+        clean("MaxConnections 20000\n").limits.max_connections,
+        20_000
+    );
     assert_eq!(clean("").limits.max_connections, 4096);
     for bad in ["0", "-1", "many", "2000000"] {
         let file = read(&format!("MaxConnections {bad}\n"));

@@ -335,9 +335,7 @@ pub fn parse_max_connections(text: &str) -> Result<usize, ValueError> {
     let text = text.trim();
     let expected = "a number of connections from 1 to 1000000";
     match text.parse::<usize>() {
-        Ok(n) if (1..=1_000_000).contains(&n) && text.bytes().all(|b| b.is_ascii_digit()) => {
-            Ok(n)
-        }
+        Ok(n) if (1..=1_000_000).contains(&n) && text.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
         _ => Err(invalid(text, "a connection count", expected)),
     }
 }

@@ -432,9 +432,7 @@ pub async fn splice(a: &mut TcpStream, b: &mut TcpStream, idle: Duration) -> u64
     let quiet = tokio::time::sleep(idle);
     tokio::pin!(quiet);
     while !(a_done && b_done) {
-        quiet
-            .as_mut()
-            .reset(tokio::time::Instant::now() + idle);
+        quiet.as_mut().reset(tokio::time::Instant::now() + idle);
         tokio::select! {
             r = a_rd.readable(), if !a_done => {
                 if r.is_err() {
