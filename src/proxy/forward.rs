@@ -296,15 +296,32 @@ async fn via_parents(
     for _ in 0..4 {
         // Only the preferred parent's pool: pooled connections to a fallback parent must
         // not keep traffic away from the first parent once its back-off has passed.
-        let pooled = shared
-            .parents
-            .candidates_among(&plan.parents)
-            .first()
-            .and_then(|p| {
-                shared
-                    .pool
-                    .checkout_as(&PoolKey::Parent(p.clone()), identity)
-            });
+        let checkout = || {
+            shared
+                .parents
+                .candidates_among(&plan.parents)
+                .first()
+                .and_then(|p| {
+                    shared
+                        .pool
+                        .checkout_as(&PoolKey::Parent(p.clone()), identity)
+                })
+        };
+        // A fresh connection that will need a handshake waits for a slot; one checked into
+        // the pool meanwhile is taken instead (`HANDSHAKES_IN_FLIGHT`).
+        let mut slot = None;
+        let pooled = match checkout() {
+            Some(c) => Some(c),
+            None if needs_auth => {
+                slot = shared.handshakes.acquire().await.ok();
+                let again = checkout();
+                if again.is_some() {
+                    slot = None;
+                }
+                again
+            }
+            None => None,
+        };
         let mut up = match pooled {
             Some(c) => c,
             None => match shared.parents.connect_among(&plan.parents).await {
@@ -327,6 +344,9 @@ async fn via_parents(
                 }
             },
         };
+        if up.auth != AuthState::Fresh {
+            slot = None; // no handshake on this one: nothing to bound
+        }
         let PoolKey::Parent(parent) = up.key.clone() else {
             return fail(
                 client,
@@ -370,6 +390,7 @@ async fn via_parents(
                 Some(a) => ntlm_to_basic::probe(&mut up, &probe, a, shared, &who).await,
                 None => scheme::probe(&mut up, &probe, shared, &parent, mode, &who).await,
             };
+            drop(slot); // the expensive part (connect, Type 1, Type 2) is over
             match outcome {
                 Ok(ProbeOutcome::Challenge {
                     authorization: a,
