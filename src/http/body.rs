@@ -181,10 +181,10 @@ struct Source<'a, R> {
 impl<R: AsyncRead + Unpin> Source<'_, R> {
     /// Reads more bytes into the buffer; `Ok(false)` at end of stream.
     async fn fill(&mut self) -> Result<bool, BodyError> {
-        // Reads grow with the body: 8 KiB, then the buffer's own size, up to 64 KiB. A small
-        // body (a parent's 407 page during the handshake) then never makes the connection's
-        // buffer 64 KiB; thousands of tunnels opening at once each went through one.
-        let want = self.buf.capacity().clamp(8 * 1024, 64 * 1024);
+        // Reads grow with the body: twice the buffer's size each time, from 8 KiB up to
+        // 64 KiB. A small body (a parent's 407 page during the handshake) then never makes
+        // the connection's buffer 64 KiB; thousands of tunnels opening at once each read one.
+        let want = (self.buf.capacity() * 2).clamp(8 * 1024, 64 * 1024);
         self.buf.reserve(want);
         let n = tokio::time::timeout(self.idle, self.io.read_buf(self.buf))
             .await
