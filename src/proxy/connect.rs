@@ -89,15 +89,88 @@ async fn via_parents(
     req: RequestHead,
     log: &mut RequestLog,
 ) -> Next {
-    let config = &shared.config;
     let mut out = req;
     out.headers.strip_hop_by_hop(UpgradePolicy::Strip);
     if !out.headers.contains("host") {
         let target = out.target.clone();
         out.headers.push("Host", target);
     }
-    out.headers.substitute(&config.headers);
-    out.headers.push("Proxy-Connection", "keep-alive");
+    out.headers.substitute(&shared.config.headers);
+    let opened = open_via_parents(shared, &out).await;
+    log.via = opened.via;
+    match opened.outcome {
+        ParentOutcome::Open(up) => established(shared, client, up, log).await,
+        ParentOutcome::Answer { up, head, reuse } => {
+            let r = Received {
+                head,
+                upload_complete: true,
+            };
+            relay::relay(shared, ctx, client, up, r, Via::Parent, reuse, log).await
+        }
+        ParentOutcome::Failed { status, message } => fail(client, log, status, &message).await,
+        ParentOutcome::AllDown(e) => {
+            if shared.config.direct_fallback
+                && let Some((host, port)) = split_host_port(&out.target, None)
+            {
+                return direct(shared, client, &host, port, log).await;
+            }
+            fail(client, log, 502, &e.to_string()).await
+        }
+    }
+}
+
+/// How a CONNECT through the parents ended.
+#[derive(Debug)]
+pub enum ParentOutcome {
+    /// The parent answered 2xx: the connection is a tunnel now (bytes it already sent after
+    /// its head are in the connection's buffer).
+    Open(UpstreamConn),
+    /// The parent answered something else (a 403, a final 407, ...): its head, the body
+    /// unread on the connection, and whether the connection may be pooled after it.
+    Answer {
+        /// The parent's response head.
+        head: crate::http::ResponseHead,
+        /// The connection, positioned at the response body.
+        up: UpstreamConn,
+        /// Whether it may go back to the pool once the body is relayed.
+        reuse: Reuse,
+    },
+    /// We failed (or refuse) ourselves: the status and text to answer with.
+    Failed {
+        /// The HTTP status.
+        status: u16,
+        /// Why, for the client.
+        message: String,
+    },
+    /// No parent could be reached (`DirectFallback` may go DIRECT instead).
+    AllDown(UpstreamError),
+}
+
+/// A [`ParentOutcome`] and the parent it came from (`-` when none was reached).
+#[derive(Debug)]
+pub struct ParentConnect {
+    /// `host:port` of the parent used, for logs.
+    pub via: String,
+    /// What happened.
+    pub outcome: ParentOutcome,
+}
+
+/// Sends the CONNECT request `out` (hop-by-hop fields already stripped, `Host` and header
+/// substitutions applied) through the parents, authenticating on a fresh connection with
+/// the same probe as plain requests (the CONNECT itself carries the Type 1) and the
+/// lockout gate. The CONNECT handler, `-L` tunnels and the SOCKS5 listener all open their
+/// tunnels here.
+pub async fn open_via_parents(shared: &Shared, out: &RequestHead) -> ParentConnect {
+    let mut via = "-".to_string();
+    let outcome = parent_attempts(shared, out, &mut via).await;
+    ParentConnect { via, outcome }
+}
+
+async fn parent_attempts(shared: &Shared, out: &RequestHead, via: &mut String) -> ParentOutcome {
+    let config = &shared.config;
+    let mut out = out.clone();
+    out.headers.set("Proxy-Connection", "keep-alive");
+    let failed = |status: u16, message: String| ParentOutcome::Failed { status, message };
     let needs_auth = has_secret(&config.auth.credentials);
     let mut type3_sent = false;
     for _ in 0..4 {
@@ -119,14 +192,7 @@ async fn via_parents(
                     };
                     UpstreamConn::fresh(s, PoolKey::Parent(i), state)
                 }
-                Err(e) => {
-                    if config.direct_fallback
-                        && let Some((host, port)) = split_host_port(&out.target, None)
-                    {
-                        return direct(shared, client, &host, port, log).await;
-                    }
-                    return fail(client, log, 502, &e.to_string()).await;
-                }
+                Err(e) => return ParentOutcome::AllDown(e),
             },
         };
         let index = match up.key {
@@ -139,22 +205,19 @@ async fn via_parents(
             .map(ToString::to_string)
             .unwrap_or_default();
         let who = format!("parent {parent}");
-        log.via = parent;
+        *via = parent;
         let mut head = out.clone();
         let mut probation = None;
         if up.auth == AuthState::Fresh {
             if type3_sent {
-                return fail(
-                    client,
-                    log,
+                return failed(
                     502,
-                    &format!("{who} dropped the connection we authenticated"),
-                )
-                .await;
+                    format!("{who} dropped the connection we authenticated"),
+                );
             }
             probation = shared.gate.admit().await;
             if !shared.gate.is_open() {
-                return fail(client, log, 407, handshake::LOCKED_OUT).await;
+                return failed(407, handshake::LOCKED_OUT.to_string());
             }
             match handshake::probe(&mut up, &out, &config.auth, &config.limits, &who).await {
                 Ok(ProbeOutcome::Challenge { authorization }) => {
@@ -165,26 +228,16 @@ async fn via_parents(
                 Ok(ProbeOutcome::ParentClosed) => continue,
                 Ok(ProbeOutcome::NoNtlm(resp)) => {
                     drop(probation);
-                    let r = Received {
+                    return ParentOutcome::Answer {
                         head: resp,
-                        upload_complete: true,
-                    };
-                    return relay::relay(
-                        shared,
-                        ctx,
-                        client,
                         up,
-                        r,
-                        Via::Parent,
-                        Reuse::Never,
-                        log,
-                    )
-                    .await;
+                        reuse: Reuse::Never,
+                    };
                 }
                 Ok(ProbeOutcome::Answer(resp)) => {
                     drop(probation);
                     up.auth = AuthState::NotRequired;
-                    return established_or_relay(shared, ctx, client, up, resp, log).await;
+                    return open_or_answer(up, resp);
                 }
                 Err(e) => {
                     if matches!(e, UpstreamError::Timeout { .. }) {
@@ -193,7 +246,7 @@ async fn via_parents(
                     if e.retry() == Retry::FreshConnection {
                         continue;
                     }
-                    return fail(client, log, e.status(), &e.to_string()).await;
+                    return failed(e.status(), e.to_string());
                 }
             }
         }
@@ -202,7 +255,7 @@ async fn via_parents(
                 continue;
             }
             let e = UpstreamError::Io { who, source };
-            return fail(client, log, 502, &e.to_string()).await;
+            return failed(502, e.to_string());
         }
         let resp = match handshake::read_final(&mut up, &config.limits, &who).await {
             Ok(r) => r,
@@ -213,55 +266,55 @@ async fn via_parents(
                 if matches!(e, UpstreamError::Timeout { .. }) {
                     shared.parents.mark_down(index);
                 }
-                return fail(client, log, e.status(), &e.to_string()).await;
+                return failed(e.status(), e.to_string());
             }
         };
         if type3_sent {
             if resp.status == 407 {
                 shared.gate.rejected(&who);
                 drop(probation);
-                let r = Received {
+                return ParentOutcome::Answer {
                     head: resp,
-                    upload_complete: true,
+                    up,
+                    reuse: Reuse::Never,
                 };
-                return relay::relay(shared, ctx, client, up, r, Via::Parent, Reuse::Never, log)
-                    .await;
             }
             shared.gate.accepted();
         } else if resp.status == 407 && up.reused && needs_auth {
             continue; // the pooled connection lost its authentication: handshake afresh
         }
         drop(probation);
-        return established_or_relay(shared, ctx, client, up, resp, log).await;
+        return open_or_answer(up, resp);
     }
-    fail(
-        client,
-        log,
+    failed(
         502,
-        "the parent proxy kept closing the connection during authentication",
+        "the parent proxy kept closing the connection during authentication".to_string(),
     )
-    .await
 }
 
-/// A 2xx from the parent opens the tunnel; anything else is relayed as an answer.
-async fn established_or_relay(
+/// A 2xx from the parent opens the tunnel; anything else is an answer to relay.
+fn open_or_answer(up: UpstreamConn, resp: crate::http::ResponseHead) -> ParentOutcome {
+    if (200..300).contains(&resp.status) {
+        // A 2xx to CONNECT has no body, whatever its headers claim (RFC 9110 §9.3.6).
+        ParentOutcome::Open(up)
+    } else {
+        ParentOutcome::Answer {
+            head: resp,
+            up,
+            reuse: Reuse::IfClean,
+        }
+    }
+}
+
+/// Answers the client with our own clean 200 (rather than relay framing fields of the
+/// parent's it must ignore) and splices.
+async fn established(
     shared: &Shared,
-    ctx: &Ctx,
     client: &mut Client,
     mut up: UpstreamConn,
-    resp: crate::http::ResponseHead,
     log: &mut RequestLog,
 ) -> Next {
-    if !(200..300).contains(&resp.status) {
-        let r = Received {
-            head: resp,
-            upload_complete: true,
-        };
-        return relay::relay(shared, ctx, client, up, r, Via::Parent, Reuse::IfClean, log).await;
-    }
-    // A 2xx to CONNECT has no body, whatever its headers claim (RFC 9110 §9.3.6): we answer
-    // with our own clean head rather than relay framing fields the client must ignore.
-    log.status = resp.status;
+    log.status = 200;
     if client.stream.write_all(ESTABLISHED).await.is_err() {
         return Next::Close;
     }

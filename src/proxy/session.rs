@@ -125,6 +125,12 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         let next = if head.method.eq_ignore_ascii_case("CONNECT") {
             connect::serve(&shared, &mut client, head).await
         } else {
+            // -s: the permit is held for the whole exchange, response body included. The
+            // semaphore is never closed, so acquiring cannot fail.
+            let _serial = match &shared.serial {
+                Some(serial) => serial.acquire().await.ok(),
+                None => None,
+            };
             forward::serve(&shared, &mut client, head).await
         };
         if next == Next::Close {
