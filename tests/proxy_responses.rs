@@ -108,7 +108,10 @@ async fn probe_is_body_less_and_head_is_probed_as_get() {
         let proxy = start_proxy(parent_config(&[parent], true));
         let mut c = TestClient::connect(proxy.addr).await;
         let _ = c.request("HEAD", b"HEAD http://example.invalid/ HTTP/1.1\r\nHost: example.invalid\r\n\r\n").await;
-        let mut c = TestClient::connect(proxy.addr).await;
+        // A second proxy, so the POST cannot ride the connection the HEAD authenticated
+        // (the pool is shared by all clients) and must be probed itself.
+        let second = start_proxy(parent_config(&[parent], true));
+        let mut c = TestClient::connect(second.addr).await;
         let _ = c
             .request(
                 "POST",
