@@ -357,3 +357,83 @@ async fn serialize_passes_one_request_at_a_time() {
     .await
     .expect("test timed out");
 }
+
+/// Issue 4 §7: the lockout lasts until reload. Three rejections close the gate; after a
+/// reload (the same configuration) a request authenticates again.
+#[tokio::test]
+async fn reload_resets_the_lockout() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let (parent, rec) = start_parent(ParentMode::NtlmReject).await;
+        let mut config = parent_config(&[parent], true);
+        config.listen = vec![any_port()];
+        let (bound, tx, _stop) = serve(config.clone());
+        let proxy = addr_of(&bound, &Service::Http);
+        let get = |i: usize| {
+            format!("GET http://example.invalid/{i} HTTP/1.1\r\nHost: example.invalid\r\n\r\n")
+        };
+        for i in 0..4 {
+            let mut c = TestClient::connect(proxy).await;
+            assert_eq!(c.request("GET", get(i).as_bytes()).await.head.status, 407);
+        }
+        assert_eq!(
+            rec.type3.load(Ordering::SeqCst),
+            3,
+            "locked out after three"
+        );
+        tx.send(Arc::new(config)).expect("reload");
+        let mut retried = false;
+        for i in 0..200 {
+            let mut c = TestClient::connect(proxy).await;
+            assert_eq!(c.request("GET", get(i).as_bytes()).await.head.status, 407);
+            if rec.type3.load(Ordering::SeqCst) == 4 {
+                retried = true;
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(retried, "a Type 3 is sent again after the reload");
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// `-L` listeners obey `Allow`/`Deny` before reading a byte: a denied client is closed and
+/// the target never sees a connection.
+#[tokio::test]
+async fn l_tunnel_obeys_the_acl() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let target = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let target_addr = target.local_addr().expect("addr");
+        let config = Config {
+            listen: vec![any_port()],
+            acl: vec![cntlm::config::AclRule {
+                action: cntlm::config::AclAction::Deny,
+                network: "127.0.0.0/8".parse().expect("net"),
+            }],
+            tunnels: vec![TunnelSpec {
+                listen: any_port(),
+                host: target_addr.ip().to_string(),
+                port: target_addr.port(),
+            }],
+            ..Config::default()
+        };
+        let (bound, _tx, _stop) = serve(config);
+        let tunnel = addr_of(
+            &bound,
+            &Service::Tunnel {
+                host: target_addr.ip().to_string(),
+                port: target_addr.port(),
+            },
+        );
+        let mut s = TcpStream::connect(tunnel).await.expect("connect");
+        let mut rest = Vec::new();
+        // Closed by the proxy (EOF or reset), with nothing relayed.
+        let _ = s.read_to_end(&mut rest).await;
+        assert!(rest.is_empty());
+        let accepted =
+            tokio::time::timeout(std::time::Duration::from_millis(200), target.accept()).await;
+        assert!(accepted.is_err(), "the target was never contacted");
+    })
+    .await
+    .expect("test timed out");
+}
