@@ -339,3 +339,51 @@ pub async fn serve_socks5(shared: Arc<Shared>, client: TcpStream, peer: SocketAd
         Err(e) => tracing::info!(client = %peer, error = %e, "SOCKS5 connection ended"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let (a, b) = tokio::join!(TcpStream::connect(addr), l.accept());
+        (a.expect("connect"), b.expect("accept").0)
+    }
+
+    #[tokio::test]
+    async fn early_bytes_come_before_the_socket_and_writes_pass_through() {
+        let (ours, mut theirs) = pair().await;
+        let early = BytesMut::from(&b"early "[..]);
+        let mut t = TunnelStream::new(ours, early, "p".into(), Duration::from_secs(60));
+        theirs.write_all(b"late").await.expect("write");
+        theirs.shutdown().await.expect("shutdown");
+        let mut all = Vec::new();
+        t.read_to_end(&mut all).await.expect("read");
+        assert_eq!(all, b"early late");
+        t.write_all(b"up").await.expect("write");
+        t.shutdown().await.expect("shutdown");
+        let mut got = Vec::new();
+        theirs.read_to_end(&mut got).await.expect("read");
+        assert_eq!(got, b"up");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_tunnel_times_out_after_the_idle_limit() {
+        let (ours, _theirs) = pair().await;
+        let mut t = TunnelStream::new(ours, BytesMut::new(), "p".into(), Duration::from_secs(300));
+        let mut buf = [0u8; 8];
+        let err = t.read(&mut buf).await.expect_err("idle");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[test]
+    fn ipv6_targets_get_brackets_in_the_connect_line() {
+        assert_eq!(authority("fd00::5", 22), "[fd00::5]:22");
+        assert_eq!(authority("[fd00::5]", 22), "[fd00::5]:22");
+        assert_eq!(authority("host", 443), "host:443");
+    }
+}

@@ -256,25 +256,23 @@ async fn accept_loop(
         };
         let id = ids.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("conn", id, client = %peer);
-        let work = match &service {
-            Service::Http => tokio::spawn(session::serve(shared, stream, peer).instrument(span)),
-            Service::Tunnel { host, port } => {
-                let spec = TunnelSpec {
-                    listen: local.unwrap_or(peer),
-                    host: host.clone(),
-                    port: *port,
-                };
-                tokio::spawn(tunnel::serve_forward(shared, stream, peer, spec).instrument(span))
+        let service = service.clone();
+        tokio::spawn(
+            async move {
+                match service {
+                    Service::Http => session::serve(shared, stream, peer).await,
+                    Service::Tunnel { host, port } => {
+                        let listen = local.unwrap_or(peer);
+                        let spec = TunnelSpec { listen, host, port };
+                        tunnel::serve_forward(shared, stream, peer, spec).await;
+                    }
+                    Service::Socks5 => tunnel::serve_socks5(shared, stream, peer).await,
+                }
+                // Held until the connection ends, so the cap and the shutdown drain count it.
+                drop(permit);
             }
-            Service::Socks5 => {
-                tokio::spawn(tunnel::serve_socks5(shared, stream, peer).instrument(span))
-            }
-        };
-        // The permit is held until the connection's task ends, however it ends.
-        tokio::spawn(async move {
-            let _ = work.await;
-            drop(permit);
-        });
+            .instrument(span),
+        );
     }
 }
 

@@ -4,7 +4,7 @@
 //! - `session`: one client connection, request after request.
 //! - `forward`: one plain request, DIRECT or through a parent (with the NTLM handshake).
 //! - `relay`: one exchange upstream: body streaming, 1xx, relaying the answer, pooling.
-//! - `connect`: CONNECT tunnels and the shared splice.
+//! - `connect`: CONNECT tunnels, `open_via_parents` (which `-L` and SOCKS5 reuse), the splice.
 //! - `handshake`: the NTLM probe and the lockout gate.
 //! - `respond`: the short text answers we make ourselves (errors, 407 lockout).
 //! - `target`: request-target parsing and the loop guard.
