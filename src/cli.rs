@@ -35,8 +35,9 @@ pub fn banner() -> String {
 pub const USAGE: &str = "\
 Usage: cntlm [options] [parent-proxy:port | parent-proxy port]...
 
-  -a NTLMv2|NTLM2SR|NTLM|NT|LM
-                     Dialect answered to the parent (Auth). Default: NTLMv2.
+  -a NTLMv2|NTLM2SR|NTLM|NT|LM|Negotiate|Basic|Auto
+                     Scheme (or NTLM dialect) answered to the parent (Auth).
+                     Default: NTLMv2. Auto picks from the parent's offer.
   -A ip[/mask]       Allow clients from this address or network (Allow), repeatable.
   -B                 Take credentials from the client's Basic auth (NTLMToBasic yes).
   -c file            Config file. Default: /etc/cntlm.conf when it exists (cntlm.ini
@@ -245,7 +246,13 @@ impl Args {
             }
         };
         if let Some(auth) = &self.auth {
-            check("-a", parse_auth(auth).map(|d| s.dialect = Some(d)));
+            check(
+                "-a",
+                parse_auth(auth).map(|(choice, dialect)| {
+                    s.auth_choice = Some(choice);
+                    s.dialect = dialect;
+                }),
+            );
         }
         for (action, text) in &self.acl_order {
             let flag = if *action == AclAction::Allow {

@@ -28,6 +28,14 @@ fn error(argv: &[&str]) -> String {
 fn flag_a() {
     assert_eq!(config(&["-a", "ntlm"]).auth.dialect, NtlmDialect::Ntlm);
     assert_eq!(config(&["-aLM"]).auth.dialect, NtlmDialect::Lm);
+    assert_eq!(
+        config(&["-a", "negotiate"]).auth.scheme,
+        crate::config::AuthChoice::Negotiate
+    );
+    assert_eq!(
+        config(&["-aAuto"]).auth.scheme,
+        crate::config::AuthChoice::Auto
+    );
     assert_eq!(config(&[]).auth.dialect, NtlmDialect::NtlmV2);
     // Last one wins on the command line.
     assert_eq!(

@@ -147,7 +147,12 @@ fn check_config(
         } else {
             format!("parents {}", parents.join(", "))
         },
-        config.auth.dialect.name()
+        match config.auth.scheme {
+            cntlm::config::AuthChoice::Ntlm => config.auth.dialect.name(),
+            cntlm::config::AuthChoice::Negotiate => "Negotiate",
+            cntlm::config::AuthChoice::Basic => "Basic",
+            cntlm::config::AuthChoice::Auto => "Auto",
+        }
     );
     ExitCode::SUCCESS
 }

@@ -15,7 +15,7 @@ use crate::config::file::{self, ConfigText};
 use crate::config::report::{Origin, Report, ValueError};
 use crate::config::settings::Settings;
 use crate::config::values;
-use crate::config::{AclAction, AclRule};
+use crate::config::{AclAction, AclRule, AuthChoice};
 
 /// A keyword the config file understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,6 +70,12 @@ pub enum Keyword {
     HashFormat,
     /// `ProxyFallback direct|none` (ours): go DIRECT when every parent is down.
     ProxyFallback,
+    /// `KerberosKeytab path` (ours): a client keytab for Negotiate.
+    KerberosKeytab,
+    /// `KerberosPrincipal user@REALM` (ours): the keytab entry to use.
+    KerberosPrincipal,
+    /// `KerberosSPN HTTP@host` (ours): the parent's service principal, when not `HTTP@<host>`.
+    KerberosSpn,
 }
 
 /// Canonical spellings, for lookup and messages.
@@ -99,6 +105,9 @@ const KEYWORDS: &[(&str, Keyword)] = &[
     ("Pac", Keyword::Pac),
     ("HashFormat", Keyword::HashFormat),
     ("ProxyFallback", Keyword::ProxyFallback),
+    ("KerberosKeytab", Keyword::KerberosKeytab),
+    ("KerberosPrincipal", Keyword::KerberosPrincipal),
+    ("KerberosSPN", Keyword::KerberosSpn),
 ];
 
 impl Keyword {
@@ -334,7 +343,14 @@ fn apply(
                     .map(|network| AclRule { action, network }),
             );
         }
-        Keyword::Auth => settings.dialect = Some(parse_auth(value)?),
+        Keyword::Auth => {
+            let (choice, dialect) = parse_auth(value)?;
+            settings.auth_choice = Some(choice);
+            settings.dialect = dialect.or(settings.dialect);
+        }
+        Keyword::KerberosKeytab => settings.kerberos_keytab = Some(value.into()),
+        Keyword::KerberosPrincipal => settings.kerberos_principal = Some(value.to_string()),
+        Keyword::KerberosSpn => settings.kerberos_spn = Some(value.to_string()),
         Keyword::Domain => settings.domain = Some(value.to_string()),
         Keyword::Flags => settings.flags = Some(values::parse_flags(value)?),
         Keyword::Gateway | Keyword::NtlmToBasic => {
@@ -382,11 +398,21 @@ fn apply(
     Ok(())
 }
 
-/// `Auth` / `-a`: CNTLM's dialect names, case-insensitive.
-pub fn parse_auth(value: &str) -> Result<NtlmDialect, ValueError> {
-    NtlmDialect::parse(value.trim()).ok_or_else(|| ValueError::UnknownAuth {
-        value: value.to_string(),
-    })
+/// `Auth` / `-a`, case-insensitive: CNTLM's dialect names (NTLM, with that dialect), or
+/// `Negotiate` (alias `GSS`, the maintained fork's spelling), `Basic`, `Auto`.
+pub fn parse_auth(value: &str) -> Result<(AuthChoice, Option<NtlmDialect>), ValueError> {
+    let text = value.trim();
+    if let Some(dialect) = NtlmDialect::parse(text) {
+        return Ok((AuthChoice::Ntlm, Some(dialect)));
+    }
+    match text.to_ascii_lowercase().as_str() {
+        "negotiate" | "gss" => Ok((AuthChoice::Negotiate, None)),
+        "basic" => Ok((AuthChoice::Basic, None)),
+        "auto" => Ok((AuthChoice::Auto, None)),
+        _ => Err(ValueError::UnknownAuth {
+            value: value.to_string(),
+        }),
+    }
 }
 
 #[cfg(test)]

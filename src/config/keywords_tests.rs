@@ -57,6 +57,41 @@ fn auth() {
     assert_eq!(clean("Auth NTLM\n").auth.dialect, NtlmDialect::Ntlm);
     assert_eq!(clean("Auth ntlmv2\n").auth.dialect, NtlmDialect::NtlmV2);
     assert!(only_error("Auth Kerberos\n").contains("unknown NTLM auth combination"));
+    assert_eq!(clean("Auth NTLMv2\n").auth.scheme, AuthChoice::Ntlm);
+    assert_eq!(clean("Auth Negotiate\n").auth.scheme, AuthChoice::Negotiate);
+    assert_eq!(clean("auth gss\n").auth.scheme, AuthChoice::Negotiate);
+    assert_eq!(clean("Auth Basic\n").auth.scheme, AuthChoice::Basic);
+    let auto = clean("Auth AUTO\n");
+    assert_eq!(auto.auth.scheme, AuthChoice::Auto);
+    assert_eq!(
+        auto.auth.dialect,
+        NtlmDialect::NtlmV2,
+        "NTLM under Auto keeps its default"
+    );
+}
+
+#[test]
+fn kerberos_keytab_principal_and_spn() {
+    let c = clean(
+        "KerberosKeytab /etc/cntlm/robot.keytab\nKerberosPrincipal robot@CORP.EXAMPLE\n\
+         kerberosspn HTTP/lb.corp@CORP.EXAMPLE\n",
+    );
+    assert_eq!(
+        c.auth.kerberos.keytab.as_deref(),
+        Some(std::path::Path::new("/etc/cntlm/robot.keytab"))
+    );
+    assert_eq!(
+        c.auth.kerberos.principal.as_deref(),
+        Some("robot@CORP.EXAMPLE")
+    );
+    assert_eq!(
+        c.auth.kerberos.spn.as_deref(),
+        Some("HTTP/lb.corp@CORP.EXAMPLE")
+    );
+    assert_eq!(
+        clean("").auth.kerberos,
+        crate::config::KerberosSettings::default()
+    );
 }
 
 #[test]

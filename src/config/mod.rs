@@ -105,6 +105,35 @@ pub struct AuthSettings {
     pub credentials: Credentials,
     /// How `Pass*` values were encoded (kept for `-M` output).
     pub hash_format: HashFormat,
+    /// `Auth` / `-a`: which scheme answers the parent (NTLM with `dialect` by default).
+    pub scheme: AuthChoice,
+    /// Where Kerberos credentials come from and which service principal to ask for.
+    pub kerberos: KerberosSettings,
+}
+
+/// The scheme used towards parents (`Auth` / `-a`; the NTLM dialect is `AuthSettings::dialect`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AuthChoice {
+    /// `Auth NTLMv2|NTLM2SR|NTLM|NT|LM`: NTLM only, as CNTLM 0.92.3.
+    #[default]
+    Ntlm,
+    /// `Auth Negotiate` (alias `GSS`): Kerberos through SPNEGO (RFC 4559) only.
+    Negotiate,
+    /// `Auth Basic`: Basic (RFC 7617) only, and only to a parent that challenged with it.
+    Basic,
+    /// `Auth Auto`: pick from each parent's offer: Negotiate, else NTLM, else Basic.
+    Auto,
+}
+
+/// Kerberos settings (`KerberosKeytab`, `KerberosPrincipal`, `KerberosSPN`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KerberosSettings {
+    /// `KerberosKeytab`: a client keytab to obtain tickets from.
+    pub keytab: Option<std::path::PathBuf>,
+    /// `KerberosPrincipal`: the keytab entry (`user@REALM`) to use.
+    pub principal: Option<String>,
+    /// `KerberosSPN`: the service principal instead of `HTTP@<parent host>`.
+    pub spn: Option<String>,
 }
 
 /// A `Header` / `-r` line: set `name` to `value`, replacing any client value.

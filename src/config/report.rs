@@ -56,7 +56,9 @@ pub enum ValueError {
         expected: &'static str,
     },
     /// `Auth` / `-a` with a dialect we do not know (CNTLM: "Unknown NTLM auth combination.").
-    #[error("unknown NTLM auth combination {value:?} (expected NTLMv2, NTLM2SR, NTLM, NT or LM)")]
+    #[error(
+        "unknown NTLM auth combination {value:?} (expected NTLMv2, NTLM2SR, NTLM, NT, LM, Negotiate, Basic or Auto)"
+    )]
     UnknownAuth {
         /// The value given.
         value: String,

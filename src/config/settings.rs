@@ -15,7 +15,8 @@ use crate::config::keywords::{FileSettings, read_file};
 use crate::config::report::{Origin, Report, ValueError};
 use crate::config::values::{Exposure, ListenSpec, TunnelRaw};
 use crate::config::{
-    AclRule, AuthSettings, Config, HeaderSubstitution, Limits, ParentProxy, TunnelSpec,
+    AclRule, AuthChoice, AuthSettings, Config, HeaderSubstitution, KerberosSettings, Limits,
+    ParentProxy, TunnelSpec,
 };
 
 /// Settings from one source, before merging and defaults.
@@ -35,6 +36,14 @@ pub struct Settings {
     pub no_proxy: Vec<String>,
     /// `Auth` / `-a`.
     pub dialect: Option<NtlmDialect>,
+    /// `Auth` / `-a`: the scheme (`Negotiate`, `Basic`, `Auto`, or an NTLM dialect).
+    pub auth_choice: Option<AuthChoice>,
+    /// `KerberosKeytab`.
+    pub kerberos_keytab: Option<std::path::PathBuf>,
+    /// `KerberosPrincipal`.
+    pub kerberos_principal: Option<String>,
+    /// `KerberosSPN`.
+    pub kerberos_spn: Option<String>,
     /// `Flags` / `-F`, already in wire order.
     pub flags: Option<u32>,
     /// `Username` / `-u`.
@@ -103,6 +112,10 @@ impl Settings {
             direct_fallback: self.direct_fallback.or(file.direct_fallback),
             no_proxy: lists(self.no_proxy, file.no_proxy),
             dialect: self.dialect.or(file.dialect),
+            auth_choice: self.auth_choice.or(file.auth_choice),
+            kerberos_keytab: self.kerberos_keytab.or(file.kerberos_keytab),
+            kerberos_principal: self.kerberos_principal.or(file.kerberos_principal),
+            kerberos_spn: self.kerberos_spn.or(file.kerberos_spn),
             flags: self.flags.or(file.flags),
             user: self.user.or(file.user),
             domain: self.domain.or(file.domain),
@@ -166,13 +179,19 @@ impl Settings {
                 credentials: Credentials {
                     user: self.user.unwrap_or_default(),
                     domain: self.domain.unwrap_or_default(),
-                    workstation: self.workstation.unwrap_or_default(),
+                    workstation: self.workstation.unwrap_or_else(default_workstation),
                     password: self.password,
                     lm_hash: self.lm_hash,
                     nt_hash: self.nt_hash,
                     ntlmv2_hash: self.ntlmv2_hash,
                 },
                 hash_format: self.hash_format.unwrap_or_default(),
+                scheme: self.auth_choice.unwrap_or_default(),
+                kerberos: KerberosSettings {
+                    keytab: self.kerberos_keytab,
+                    principal: self.kerberos_principal,
+                    spn: self.kerberos_spn,
+                },
             },
             headers: self.headers,
             tunnels: self
@@ -240,6 +259,33 @@ pub fn check_credentials(config: &Config) -> Report {
     if config.parents.is_empty() || config.ntlm_to_basic {
         return report;
     }
+    let scheme = config.auth.scheme;
+    if matches!(scheme, AuthChoice::Negotiate | AuthChoice::Auto)
+        && let Some(reason) = crate::auth::negotiate::unavailable_reason()
+    {
+        report.warn(
+            None,
+            format!(
+                "Negotiate unavailable: {reason}{}",
+                if scheme == AuthChoice::Auto {
+                    "; Auth Auto will use NTLM or Basic"
+                } else {
+                    "; parents asking for authentication will be refused"
+                }
+            ),
+        );
+    }
+    if scheme != AuthChoice::Ntlm {
+        // Kerberos can work from the user's ticket cache and Basic needs only a password:
+        // what is missing shows per parent, at the first request.
+        if scheme == AuthChoice::Basic && creds.password.is_none() {
+            report.warn(
+                None,
+                "Auth Basic without Password (or -p/-I): parents asking for Basic will be refused",
+            );
+        }
+        return report;
+    }
     let has_password = creds.password.is_some();
     let (lm, nt, v2) = (
         has_password || creds.lm_hash.is_some(),
@@ -286,6 +332,19 @@ mod tests {
             action: AclAction::Allow,
             network: parse_acl(text).expect("valid").networks[0],
         }
+    }
+
+    #[test]
+    fn workstation_defaults_to_the_short_host_name_like_cntlm() {
+        let config = Settings::default().resolve();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let short = host.trim().split('.').next().unwrap_or_default();
+        assert_eq!(config.auth.credentials.workstation, short);
+        let named = Settings {
+            workstation: Some("LAPTOP7".into()),
+            ..Settings::default()
+        };
+        assert_eq!(named.resolve().auth.credentials.workstation, "LAPTOP7");
     }
 
     #[test]
@@ -409,4 +468,17 @@ mod tests {
         };
         assert_eq!(check_credentials(&v2_from_nt.resolve()), Report::default());
     }
+}
+
+/// The workstation name sent when `Workstation` is not set: this machine's short host name,
+/// as CNTLM does (it sends `gethostname()`); the NTLM layer upper-cases it on the wire.
+pub fn default_workstation() -> String {
+    #[cfg(unix)]
+    let name = nix::unistd::gethostname()
+        .ok()
+        .and_then(|n| n.into_string().ok())
+        .unwrap_or_default();
+    #[cfg(not(unix))]
+    let name = String::new();
+    name.split('.').next().unwrap_or_default().to_owned()
 }

@@ -13,8 +13,9 @@ use crate::http::head::RequestHead;
 use crate::http::headers::UpgradePolicy;
 use crate::proxy::Shared;
 use crate::proxy::forward::{self, fail};
-use crate::proxy::handshake::{self, ProbeOutcome, has_secret};
+use crate::proxy::handshake::{self, ProbeOutcome};
 use crate::proxy::relay::{self, Ctx, Received, Reuse, Via};
+use crate::proxy::scheme::{self, ProbeMode};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
 use crate::proxy::target::{names_us, split_host_port};
 use crate::route::Route;
@@ -171,7 +172,7 @@ async fn parent_attempts(shared: &Shared, out: &RequestHead, via: &mut String) -
     let mut out = out.clone();
     out.headers.set("Proxy-Connection", "keep-alive");
     let failed = |status: u16, message: String| ParentOutcome::Failed { status, message };
-    let needs_auth = has_secret(&config.auth.credentials);
+    let needs_auth = scheme::may_authenticate(&config.auth);
     let mut type3_sent = false;
     for _ in 0..4 {
         // Only the preferred parent's pool: pooled connections to a fallback parent must
@@ -208,6 +209,7 @@ async fn parent_attempts(shared: &Shared, out: &RequestHead, via: &mut String) -
         *via = parent;
         let mut head = out.clone();
         let mut probation = None;
+        let mut used = None;
         if up.auth == AuthState::Fresh {
             if type3_sent {
                 return failed(
@@ -215,15 +217,29 @@ async fn parent_attempts(shared: &Shared, out: &RequestHead, via: &mut String) -
                     format!("{who} dropped the connection we authenticated"),
                 );
             }
-            probation = shared.gate.admit().await;
-            if !shared.gate.is_open() {
+            let gate = (shared.schemes.expected(shared, index))
+                .map_or(&shared.gate, |s| shared.schemes.gate(shared, s));
+            probation = gate.admit().await;
+            if !gate.is_open() {
                 return failed(407, handshake::LOCKED_OUT.to_string());
             }
-            match handshake::probe(&mut up, &out, &config.auth, &config.limits, &who).await {
-                Ok(ProbeOutcome::Challenge { authorization }) => {
+            match scheme::probe(&mut up, &out, shared, index, ProbeMode::IsRequest, &who).await {
+                Ok(ProbeOutcome::Challenge {
+                    authorization,
+                    scheme: s,
+                }) => {
                     head.headers
                         .push("Proxy-Authorization", authorization.as_bytes());
                     type3_sent = true;
+                    used = Some(s);
+                }
+                Ok(ProbeOutcome::Authenticated(resp)) => {
+                    drop(probation);
+                    return open_or_answer(up, resp);
+                }
+                Ok(ProbeOutcome::Refused(message)) => {
+                    drop(probation);
+                    return failed(407, message);
                 }
                 Ok(ProbeOutcome::ParentClosed) => continue,
                 Ok(ProbeOutcome::NoNtlm(resp)) => {
@@ -269,9 +285,11 @@ async fn parent_attempts(shared: &Shared, out: &RequestHead, via: &mut String) -
                 return failed(e.status(), e.to_string());
             }
         };
-        if type3_sent {
+        if let Some(s) = used {
+            shared
+                .schemes
+                .answered(shared, s, resp.status, &mut up, &who);
             if resp.status == 407 {
-                shared.gate.rejected(&who);
                 drop(probation);
                 return ParentOutcome::Answer {
                     head: resp,
@@ -279,7 +297,6 @@ async fn parent_attempts(shared: &Shared, out: &RequestHead, via: &mut String) -
                     reuse: Reuse::Never,
                 };
             }
-            shared.gate.accepted();
         } else if resp.status == 407 && up.reused && needs_auth {
             continue; // the pooled connection lost its authentication: handshake afresh
         }

@@ -12,8 +12,9 @@ use crate::http::Version;
 use crate::http::body::{BodyError, BodyKind, copy_body, request_body, response_body};
 use crate::http::head::{RequestHead, ResponseHead};
 use crate::http::headers::UpgradePolicy;
-use crate::proxy::handshake::{self, ProbeOutcome, has_secret, response_keeps_alive};
+use crate::proxy::handshake::{self, ProbeOutcome, response_keeps_alive};
 use crate::proxy::relay::{Ctx, Received, Reuse, SendError, Via, relay, send};
+use crate::proxy::scheme::{self, ProbeMode};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
 use crate::proxy::target::{Target, names_us};
 use crate::proxy::{Shared, respond};
@@ -238,7 +239,7 @@ async fn via_parents(
     // it and the pool wants it (CNTLM 0.92.3 forwards the client's `Connection: close`).
     out.headers.push("Proxy-Connection", "keep-alive");
     let config = &shared.config;
-    let needs_auth = has_secret(&config.auth.credentials);
+    let needs_auth = scheme::may_authenticate(&config.auth);
     let is_head = ctx.method.eq_ignore_ascii_case("HEAD");
     let mut type3_sent = false;
     let mut skip_auth = false;
@@ -284,6 +285,7 @@ async fn via_parents(
         let who = format!("parent {parent}");
         log.via = parent;
         let mut authorization = None;
+        let mut used = None;
         let mut probation = None;
         if up.auth == AuthState::Fresh {
             if type3_sent {
@@ -295,13 +297,39 @@ async fn via_parents(
                 )
                 .await;
             }
-            probation = shared.gate.admit().await;
-            if !shared.gate.is_open() {
+            let gate = (shared.schemes.expected(shared, index))
+                .map_or(&shared.gate, |s| shared.schemes.gate(shared, s));
+            probation = gate.admit().await;
+            if !gate.is_open() {
                 return fail(client, log, 407, handshake::LOCKED_OUT).await;
             }
             let probe = handshake::probe_head(&out);
-            match handshake::probe(&mut up, &probe, &config.auth, &config.limits, &who).await {
-                Ok(ProbeOutcome::Challenge { authorization: a }) => authorization = Some(a),
+            let mode = if ctx.body == BodyKind::None && !is_head {
+                ProbeMode::IsRequest
+            } else {
+                ProbeMode::Ahead
+            };
+            match scheme::probe(&mut up, &probe, shared, index, mode, &who).await {
+                Ok(ProbeOutcome::Challenge {
+                    authorization: a,
+                    scheme: s,
+                }) => {
+                    authorization = Some(a);
+                    used = Some(s);
+                }
+                Ok(ProbeOutcome::Authenticated(resp)) => {
+                    drop(probation);
+                    let r = Received {
+                        head: resp,
+                        upload_complete: true,
+                    };
+                    return relay(shared, ctx, client, up, r, Via::Parent, Reuse::IfClean, log)
+                        .await;
+                }
+                Ok(ProbeOutcome::Refused(message)) => {
+                    drop(probation);
+                    return fail(client, log, 407, &message).await;
+                }
                 Ok(ProbeOutcome::ParentClosed) => continue,
                 Ok(ProbeOutcome::NoNtlm(resp)) => {
                     drop(probation);
@@ -349,13 +377,13 @@ async fn via_parents(
         match send(shared, ctx, client, &mut up, &head.to_bytes(), &who).await {
             Ok(r) => {
                 let mut reuse = Reuse::IfClean;
-                if authorization.is_some() {
-                    if r.head.status == 407 {
-                        shared.gate.rejected(&who);
+                if let Some(s) = used {
+                    shared
+                        .schemes
+                        .answered(shared, s, r.head.status, &mut up, &who);
+                    // Basic does not authenticate the connection: never pool it as if it did.
+                    if r.head.status == 407 || !s.is_connection_bound() {
                         reuse = Reuse::Never;
-                    } else {
-                        shared.gate.accepted();
-                        up.auth = AuthState::Authenticated;
                     }
                 } else if r.head.status == 407
                     && up.reused

@@ -107,9 +107,17 @@ pub fn has_secret(credentials: &Credentials) -> bool {
 pub enum ProbeOutcome {
     /// A 407 with an NTLM challenge on a connection that stays open: send this Type 3.
     Challenge {
-        /// The `Proxy-Authorization` value carrying the Type 3.
+        /// The `Proxy-Authorization` value carrying the Type 3 (or the scheme's credentials).
         authorization: String,
+        /// The scheme it answers (whose lockout gate counts the parent's answer).
+        scheme: crate::proxy::scheme::AuthScheme,
     },
+    /// The probe itself carried credentials the parent accepted (Negotiate): the connection
+    /// is authenticated and this is the answer to the probe, body unread.
+    Authenticated(ResponseHead),
+    /// We cannot authenticate to this parent (say no Kerberos ticket and no password): the
+    /// client gets a 407 with this explanation.
+    Refused(String),
     /// A 407 with a challenge, but the parent closes the connection: start over elsewhere.
     ParentClosed,
     /// A 407 offering no NTLM: the head, body unread on the connection.
@@ -298,6 +306,7 @@ pub async fn probe(
     })?;
     Ok(ProbeOutcome::Challenge {
         authorization: format!("NTLM {}", BASE64.encode(type3)),
+        scheme: crate::proxy::scheme::AuthScheme::Ntlm,
     })
 }
 

@@ -6,6 +6,7 @@
 //! - `relay`: one exchange upstream: body streaming, 1xx, relaying the answer, pooling.
 //! - `connect`: CONNECT tunnels, `open_via_parents` (which `-L` and SOCKS5 reuse), the splice.
 //! - `handshake`: the NTLM probe and the lockout gate.
+//! - `scheme`: choosing the scheme from the parent's offer; Negotiate and Basic.
 //! - `respond`: the short text answers we make ourselves (errors, 407 lockout).
 //! - `target`: request-target parsing and the loop guard.
 
@@ -15,6 +16,7 @@ pub mod handshake;
 pub mod listener;
 pub mod relay;
 pub mod respond;
+pub mod scheme;
 pub mod session;
 pub mod target;
 
@@ -71,6 +73,8 @@ pub struct Shared {
     pub router: Router,
     /// Stops authenticating after repeated credential rejections.
     pub gate: handshake::AuthGate,
+    /// Parents' offers and the Negotiate/Basic lockout gates (`scheme`).
+    pub schemes: scheme::SchemeState,
     /// The addresses we actually listen on (ports resolved), for the loop guard.
     pub listening: Vec<SocketAddr>,
     /// Becomes `true` at shutdown: idle keep-alive sessions then close instead of waiting.
@@ -98,6 +102,7 @@ impl Shared {
             ),
             router: Router::new(&config.no_proxy, !config.parents.is_empty()),
             gate: handshake::AuthGate::new(limits.auth_failures),
+            schemes: scheme::SchemeState::new(limits),
             listening,
             stopping,
             serial: config.serialize.then(|| tokio::sync::Semaphore::new(1)),

@@ -390,17 +390,23 @@ impl Squid {
     /// Starts Squid for `kdc`; `None` after [`skip_or_fail`] when Squid or its helper is absent
     /// and cannot be installed.
     pub fn start(kdc: &Kdc) -> Option<Squid> {
+        Self::start_with(kdc, "")
+    }
+
+    /// `start` with `extra` squid.conf lines after the Negotiate ones (another `auth_param`
+    /// scheme, a `logformat`): Squid offers its schemes in the order they are configured.
+    pub fn start_with(kdc: &Kdc, extra: &str) -> Option<Squid> {
         if let Err(why) = ensure_tools(true) {
             skip_or_fail(&why);
             return None;
         }
         Some(
-            with_port_retries(|| Squid::create(kdc))
+            with_port_retries(|| Squid::create(kdc, extra))
                 .unwrap_or_else(|e| panic!("starting Squid: {e}")),
         )
     }
 
-    fn create(kdc: &Kdc) -> Result<Squid, String> {
+    fn create(kdc: &Kdc, extra: &str) -> Result<Squid, String> {
         use std::os::unix::fs::PermissionsExt;
         let port = free_port();
         // One directory per attempt, so a retry never meets a previous attempt's pid file.
@@ -433,6 +439,7 @@ impl Squid {
                  auth_param negotiate program {SQUID_HELPER} -k {keytab} -s HTTP/localhost@{REALM} -c {d}\n\
                  auth_param negotiate children 2 startup=1 idle=1\n\
                  auth_param negotiate keep_alive on\n\
+                 {extra}\n\
                  acl authenticated proxy_auth REQUIRED\n\
                  http_access allow authenticated\n\
                  http_access deny all\n",
@@ -461,6 +468,11 @@ impl Squid {
     /// Squid's cache.log, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("cache.log")).unwrap_or_default()
+    }
+
+    /// The directory of squid.conf and its logs (for logs an `extra` line adds).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 }
 

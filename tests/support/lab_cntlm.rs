@@ -33,9 +33,15 @@ impl Cntlm {
     /// Starts cntlm with `Listen 127.0.0.1:<free port>` followed by `config` (keyword lines)
     /// and waits until the port accepts connections.
     pub fn start(config: &str) -> Cntlm {
+        Self::start_with_env(config, &[])
+    }
+
+    /// `start` with extra environment variables for the child (e.g. a Kerberos realm's
+    /// `KRB5_CONFIG` and `KRB5CCNAME`).
+    pub fn start_with_env(config: &str, env: &[(String, String)]) -> Cntlm {
         let mut last = String::new();
         for _ in 0..3 {
-            match Self::try_start(config) {
+            match Self::try_start(config, env) {
                 Ok(cntlm) => return cntlm,
                 Err(why) if lost_port_race(&why) => last = why,
                 Err(why) => panic!("{why}"),
@@ -44,7 +50,7 @@ impl Cntlm {
         panic!("cntlm lost the race for a free port three times: {last}");
     }
 
-    fn try_start(config: &str) -> Result<Cntlm, String> {
+    fn try_start(config: &str, env: &[(String, String)]) -> Result<Cntlm, String> {
         let dir = tempfile::Builder::new()
             .prefix("cntlm-lab-cntlm")
             .tempdir()
@@ -58,6 +64,7 @@ impl Cntlm {
             .arg("-c")
             .arg(&conf)
             .arg("-f")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("clone log handle"))
             .stderr(log_file)
