@@ -55,7 +55,7 @@ Usage: cntlm [options] [parent-proxy:port | parent-proxy port]...
                      Tunnel lport to rhost:rport through the parent (Tunnel), repeatable.
   -l [addr:]port     Listen here (Listen), repeatable. Default: 127.0.0.1:3128.
                      IPv6 in brackets: [::1]:3128.
-  -M url             Find the best dialect for the parent with this URL (not available yet).
+  -M url             Find the best dialect for the parent with this URL.
   -N \"pat1, pat2\"    Hosts reached directly, not through the parent (NoProxy).
   -O [addr:]port     SOCKS5 listener (SOCKS5Proxy), repeatable.
   -P file            PID file.

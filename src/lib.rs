@@ -15,6 +15,7 @@
 //! - `tunnel`: `-L` port forwards and the SOCKS5 listener's connector (CONNECT via parents).
 //! - `pac`: PAC evaluation (QuickJS engine thread, helpers, result parser, fetch, cache).
 //! - `netwatch`: network-change detection (Linux netlink, elsewhere a poll) for roaming.
+//! - `magic`: `-M`, the dialect detection against the parent.
 //!
 //! The library never reads argv, the environment or files on its own: `main.rs` resolves a
 //! `Config` and hands it to `run`.
@@ -25,6 +26,7 @@ pub mod config;
 #[cfg(unix)]
 pub mod daemon;
 pub mod http;
+pub mod magic;
 pub mod netwatch;
 pub mod pac;
 pub mod proxy;

@@ -7,7 +7,7 @@
 //! command line and for an unusable configuration.
 //!
 //! Running as a service (daemon, `-P`, `-U`, syslog, signals, the SIGHUP re-read) is in
-//! `service.rs`, the SIGHUP re-read in `reload.rs`. Not yet here: `-M` (parsed and reported, not silently dropped).
+//! `service.rs`, the SIGHUP re-read in `reload.rs`; `-M` is `cntlm::magic`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -85,11 +85,10 @@ fn real_main() -> anyhow::Result<ExitCode> {
         return print_hashes(settings);
     }
     if let Some(url) = &args.magic {
-        eprintln!(
-            "cntlm: -M {url}: magic dialect detection is not available yet; set Auth in the \
-             config (NTLMv2 is the default and what most proxies accept)"
-        );
-        return Ok(ExitCode::FAILURE);
+        for warning in &report.warnings {
+            eprintln!("cntlm: warning: {warning}");
+        }
+        return magic(url, settings);
     }
     run_proxy(&args, &source, settings, report)
 }
@@ -169,6 +168,35 @@ fn line_of(origin: Option<&Origin>) -> usize {
 /// CNTLM's). The answer wins over `-p`, which wins over `Password`; an empty answer keeps
 /// the earlier value, and an empty password is refused (CNTLM prints hashes of nothing).
 fn print_hashes(settings: Settings) -> anyhow::Result<ExitCode> {
+    let password = match ask_password(&settings)? {
+        PasswordAnswer::Typed(p) | PasswordAnswer::Earlier(p) => p,
+        PasswordAnswer::Empty => bail!("an empty password is refused"),
+        PasswordAnswer::None => bail!("no password given (type it at the prompt, or use -p)"),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let format = settings.hash_format.unwrap_or_default();
+    let user = settings.user.unwrap_or_default();
+    let domain = settings.domain.unwrap_or_default();
+    stdout.write_all(hashes::h_output(&password, &user, &domain, format).as_bytes())?;
+    stdout.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the `Password: ` prompt of `-H` and `-M` settled on.
+enum PasswordAnswer {
+    /// A non-empty answer.
+    Typed(Password),
+    /// No (or an empty) answer, and `-p`/`Password` gave one.
+    Earlier(Password),
+    /// An empty answer and no earlier password.
+    Empty,
+    /// End of input and no earlier password.
+    None,
+}
+
+/// CNTLM's prompt for `-H` and `-M`: `Password: ` on stdout, the answer read, then `\n`. The
+/// answer wins over `-p`, which wins over `Password`; an empty answer keeps the earlier value.
+fn ask_password(settings: &Settings) -> anyhow::Result<PasswordAnswer> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(b"Password: ")?;
     stdout.flush()?;
@@ -179,18 +207,39 @@ fn print_hashes(settings: Settings) -> anyhow::Result<ExitCode> {
         stdout.write_all(b"\n")?;
     }
     stdout.flush()?;
-    let password = match (answer, settings.password.clone()) {
-        (Some(answer), _) if !answer.is_empty() => answer,
-        (_, Some(earlier)) => earlier,
-        (Some(_), None) => bail!("an empty password is refused"),
-        (None, None) => bail!("no password given (type it at the prompt, or use -p)"),
-    };
-    let format = settings.hash_format.unwrap_or_default();
-    let user = settings.user.unwrap_or_default();
-    let domain = settings.domain.unwrap_or_default();
-    stdout.write_all(hashes::h_output(&password, &user, &domain, format).as_bytes())?;
-    stdout.flush()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(match (answer, settings.password.clone()) {
+        (Some(answer), _) if !answer.is_empty() => PasswordAnswer::Typed(answer),
+        (_, Some(earlier)) => PasswordAnswer::Earlier(earlier),
+        (Some(_), None) => PasswordAnswer::Empty,
+        (None, None) => PasswordAnswer::None,
+    })
+}
+
+/// `-M`: prompts like CNTLM, then runs the detection on a small runtime. Exit 0 when a
+/// profile worked or the parent needs none, 1 otherwise (CNTLM exits 0 in every case, so
+/// scripts could not tell; a documented difference).
+fn magic(url: &str, mut settings: Settings) -> anyhow::Result<ExitCode> {
+    match ask_password(&settings)? {
+        PasswordAnswer::Typed(p) | PasswordAnswer::Earlier(p) => settings.password = Some(p),
+        PasswordAnswer::Empty | PasswordAnswer::None => {}
+    }
+    if !url.contains("://") {
+        // After the prompt, as CNTLM does.
+        eprintln!("Invalid URL ({url})");
+        return Ok(ExitCode::FAILURE);
+    }
+    let config = settings.resolve();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut stdout = std::io::stdout().lock();
+    let outcome = runtime.block_on(cntlm::magic::detect(&config, url, &mut stdout))?;
+    Ok(if outcome.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The `-H` answer: from the terminal without echo, or one line of stdin when it is not a

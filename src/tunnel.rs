@@ -224,7 +224,9 @@ pub async fn open_tunnel(
         version: Version::Http11,
         headers,
     };
-    let opened = connect::open_via_parents(shared, &head).await;
+    // -B has no client account here (no HTTP header to carry it): the configured
+    // credentials, if any, authenticate tunnels.
+    let opened = connect::open_via_parents(shared, &head, None).await;
     let via = opened.via;
     match opened.outcome {
         ParentOutcome::Open(mut up) => {

@@ -259,12 +259,15 @@ fn unknown_flag_exits_1() {
 }
 
 #[test]
-fn magic_is_reported_as_not_available_yet() {
+fn magic_without_a_parent_says_so_and_exits_1() {
     let out = outputs_with_code(
-        cntlm().args(["-c", "/dev/null", "-M", "http://example.invalid/"]),
+        cntlm()
+            .args(["-c", "/dev/null", "-M", "http://example.invalid/"])
+            .write_stdin(""),
         1,
     );
-    assert!(out.1.contains("not available yet"), "{out:?}");
+    assert_eq!(out.0, "Password: \n", "{out:?}");
+    assert!(out.1.contains("-M needs a parent proxy"), "{out:?}");
 }
 
 #[test]

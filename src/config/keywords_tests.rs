@@ -128,7 +128,10 @@ fn header() {
 fn isa_scanner_agent() {
     let c = clean("ISAScannerAgent Wget/\nISAScannerAgent APT-HTTP/\n");
     assert_eq!(c.isa_scanner_agents, vec!["Wget/", "APT-HTTP/"]);
-    assert_eq!(c.isa_scanner_size, Some(0));
+    assert_eq!(
+        c.isa_scanner_size, None,
+        "matching User-Agents only (proxy::isa)"
+    );
 }
 
 #[test]

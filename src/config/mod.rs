@@ -45,7 +45,9 @@ pub struct Config {
     pub socks5_users: Vec<(String, Password)>,
     /// `NTLMToBasic yes` / `-B`: take credentials from the client's Basic header.
     pub ntlm_to_basic: bool,
-    /// `ISAScannerSize` / `-S` in KiB (0 = no limit), when the plugin is on.
+    /// `ISAScannerSize` / `-S` in KiB (0 = no limit): the ISA plugin for every download up to
+    /// this size. Unset with `ISAScannerAgent` alone: the plugin is on for matching
+    /// User-Agents only (`proxy::isa`).
     pub isa_scanner_size: Option<u64>,
     /// `ISAScannerAgent` / `-G` User-Agent patterns.
     pub isa_scanner_agents: Vec<String>,

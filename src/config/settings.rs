@@ -158,14 +158,6 @@ impl Settings {
                 .resolve(exposure),
             );
         }
-        // ISAScannerAgent alone turns the plugin on with "no limit for matches only".
-        let isa_scanner_size = self
-            .isa_scanner_size
-            .or(if self.isa_scanner_agents.is_empty() {
-                None
-            } else {
-                Some(0)
-            });
         Config {
             listen,
             gateway: exposure == Exposure::Gateway,
@@ -210,7 +202,7 @@ impl Settings {
                 .collect(),
             socks5_users: self.socks5_users,
             ntlm_to_basic: self.ntlm_to_basic.unwrap_or(false),
-            isa_scanner_size,
+            isa_scanner_size: self.isa_scanner_size,
             isa_scanner_agents: self.isa_scanner_agents,
             pac: self.pac,
             serialize: self.serialize.unwrap_or(false),
@@ -321,6 +313,19 @@ pub fn check_credentials(config: &Config) -> Report {
     report
 }
 
+/// The workstation name sent when `Workstation` is not set: this machine's short host name,
+/// as CNTLM does (it sends `gethostname()`); the NTLM layer upper-cases it on the wire.
+pub fn default_workstation() -> String {
+    #[cfg(unix)]
+    let name = nix::unistd::gethostname()
+        .ok()
+        .and_then(|n| n.into_string().ok())
+        .unwrap_or_default();
+    #[cfg(not(unix))]
+    let name = String::new();
+    name.split('.').next().unwrap_or_default().to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,13 +434,15 @@ mod tests {
     }
 
     #[test]
-    fn isa_agent_alone_turns_the_plugin_on_without_limit() {
+    fn isa_agent_alone_leaves_the_size_unset() {
+        // The man page: -G without -S enables the plugin for matching User-Agents only, which
+        // `proxy::isa` can tell from an explicit `-S 0` (every download, no limit) only if
+        // the size stays unset here.
         let settings = Settings {
             isa_scanner_agents: vec!["Wget".into()],
             ..Settings::default()
         };
-        assert_eq!(settings.resolve().isa_scanner_size, Some(0));
-        assert_eq!(Settings::default().resolve().isa_scanner_size, None);
+        assert_eq!(settings.resolve().isa_scanner_size, None);
     }
 
     #[test]
@@ -468,17 +475,4 @@ mod tests {
         };
         assert_eq!(check_credentials(&v2_from_nt.resolve()), Report::default());
     }
-}
-
-/// The workstation name sent when `Workstation` is not set: this machine's short host name,
-/// as CNTLM does (it sends `gethostname()`); the NTLM layer upper-cases it on the wire.
-pub fn default_workstation() -> String {
-    #[cfg(unix)]
-    let name = nix::unistd::gethostname()
-        .ok()
-        .and_then(|n| n.into_string().ok())
-        .unwrap_or_default();
-    #[cfg(not(unix))]
-    let name = String::new();
-    name.split('.').next().unwrap_or_default().to_owned()
 }

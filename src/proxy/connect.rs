@@ -14,6 +14,7 @@ use crate::http::headers::UpgradePolicy;
 use crate::proxy::Shared;
 use crate::proxy::forward::{self, fail};
 use crate::proxy::handshake::{self, ProbeOutcome};
+use crate::proxy::ntlm_to_basic::{self, ClientAccount};
 use crate::proxy::relay::{self, Ctx, Received, Reuse, Via};
 use crate::proxy::scheme::{self, ProbeMode};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
@@ -49,16 +50,26 @@ async fn handle(
         )
         .await;
     }
+    // -B: the client's own account, read before the hop-by-hop header goes.
+    let account = if shared.config.ntlm_to_basic {
+        match shared.accounts.from_headers(&req.headers) {
+            Some(account) => Some(account),
+            None => return ntlm_to_basic::ask(client, log).await,
+        }
+    } else {
+        None
+    };
     let ctx = Ctx {
         method: req.method.clone(),
         client_version: req.version,
         body: BodyKind::None,
         client_keep: client_keeps_alive(req.version, &req.headers),
         upgrade: false,
+        isa: None,
     };
     match shared.router.route(&host) {
         Route::Direct => direct(shared, client, &host, port, log).await,
-        Route::Parent => via_parents(shared, &ctx, client, req, log).await,
+        Route::Parent => via_parents(shared, &ctx, client, req, account.as_ref(), log).await,
     }
 }
 
@@ -88,6 +99,7 @@ async fn via_parents(
     ctx: &Ctx,
     client: &mut Client,
     req: RequestHead,
+    account: Option<&ClientAccount>,
     log: &mut RequestLog,
 ) -> Next {
     let mut out = req;
@@ -97,7 +109,7 @@ async fn via_parents(
         out.headers.push("Host", target);
     }
     out.headers.substitute(&shared.config.headers);
-    let opened = open_via_parents(shared, &out).await;
+    let opened = open_via_parents(shared, &out, account).await;
     log.via = opened.via;
     match opened.outcome {
         ParentOutcome::Open(up) => established(shared, client, up, log).await,
@@ -159,20 +171,33 @@ pub struct ParentConnect {
 /// Sends the CONNECT request `out` (hop-by-hop fields already stripped, `Host` and header
 /// substitutions applied) through the parents, authenticating on a fresh connection with
 /// the same probe as plain requests (the CONNECT itself carries the Type 1) and the
-/// lockout gate. The CONNECT handler, `-L` tunnels and the SOCKS5 listener all open their
-/// tunnels here.
-pub async fn open_via_parents(shared: &Shared, out: &RequestHead) -> ParentConnect {
+/// lockout gate; `account` is the client's own (`-B`), else the configured credentials
+/// apply. The CONNECT handler, `-L` tunnels and the SOCKS5 listener all open their tunnels
+/// here.
+pub async fn open_via_parents(
+    shared: &Shared,
+    out: &RequestHead,
+    account: Option<&ClientAccount>,
+) -> ParentConnect {
     let mut via = "-".to_string();
-    let outcome = parent_attempts(shared, out, &mut via).await;
+    let outcome = parent_attempts(shared, out, account, &mut via).await;
     ParentConnect { via, outcome }
 }
 
-async fn parent_attempts(shared: &Shared, out: &RequestHead, via: &mut String) -> ParentOutcome {
+async fn parent_attempts(
+    shared: &Shared,
+    out: &RequestHead,
+    account: Option<&ClientAccount>,
+    via: &mut String,
+) -> ParentOutcome {
     let config = &shared.config;
     let mut out = out.clone();
     out.headers.set("Proxy-Connection", "keep-alive");
     let failed = |status: u16, message: String| ParentOutcome::Failed { status, message };
-    let needs_auth = scheme::may_authenticate(&config.auth);
+    // -B: the client's account, with its own pool identity and lockout count.
+    let identity = account.map(ClientAccount::identity);
+    let account_gate = account.map(|a| shared.accounts.gate(a));
+    let needs_auth = account.is_some() || scheme::may_authenticate(&config.auth);
     let mut type3_sent = false;
     for _ in 0..4 {
         // Only the preferred parent's pool: pooled connections to a fallback parent must
@@ -181,7 +206,7 @@ async fn parent_attempts(shared: &Shared, out: &RequestHead, via: &mut String) -
             .parents
             .candidates()
             .first()
-            .and_then(|&i| shared.pool.checkout(&PoolKey::Parent(i)));
+            .and_then(|&i| shared.pool.checkout_as(&PoolKey::Parent(i), identity));
         let mut up = match pooled {
             Some(c) => c,
             None => match shared.parents.connect(&[]).await {
@@ -191,7 +216,7 @@ async fn parent_attempts(shared: &Shared, out: &RequestHead, via: &mut String) -
                     } else {
                         AuthState::NotRequired
                     };
-                    UpstreamConn::fresh(s, PoolKey::Parent(i), state)
+                    UpstreamConn::fresh(s, PoolKey::Parent(i), state).for_identity(identity)
                 }
                 Err(e) => return ParentOutcome::AllDown(e),
             },
@@ -217,13 +242,22 @@ async fn parent_attempts(shared: &Shared, out: &RequestHead, via: &mut String) -
                     format!("{who} dropped the connection we authenticated"),
                 );
             }
-            let gate = (shared.schemes.expected(shared, index))
-                .map_or(&shared.gate, |s| shared.schemes.gate(shared, s));
+            let gate = match &account_gate {
+                Some(g) => g.as_ref(),
+                None => (shared.schemes.expected(shared, index))
+                    .map_or(&shared.gate, |s| shared.schemes.gate(shared, s)),
+            };
             probation = gate.admit().await;
             if !gate.is_open() {
                 return failed(407, handshake::LOCKED_OUT.to_string());
             }
-            match scheme::probe(&mut up, &out, shared, index, ProbeMode::IsRequest, &who).await {
+            let outcome = match account {
+                Some(a) => ntlm_to_basic::probe(&mut up, &out, a, shared, &who).await,
+                None => {
+                    scheme::probe(&mut up, &out, shared, index, ProbeMode::IsRequest, &who).await
+                }
+            };
+            match outcome {
                 Ok(ProbeOutcome::Challenge {
                     authorization,
                     scheme: s,
@@ -286,9 +320,12 @@ async fn parent_attempts(shared: &Shared, out: &RequestHead, via: &mut String) -
             }
         };
         if let Some(s) = used {
-            shared
-                .schemes
-                .answered(shared, s, resp.status, &mut up, &who);
+            match &account_gate {
+                Some(g) => ntlm_to_basic::answered(g, resp.status, &mut up, &who),
+                None => shared
+                    .schemes
+                    .answered(shared, s, resp.status, &mut up, &who),
+            }
             if resp.status == 407 {
                 drop(probation);
                 return ParentOutcome::Answer {

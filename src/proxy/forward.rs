@@ -13,6 +13,8 @@ use crate::http::body::{BodyError, BodyKind, copy_body, request_body, response_b
 use crate::http::head::{RequestHead, ResponseHead};
 use crate::http::headers::UpgradePolicy;
 use crate::proxy::handshake::{self, ProbeOutcome, response_keeps_alive};
+use crate::proxy::isa;
+use crate::proxy::ntlm_to_basic::{self, ClientAccount};
 use crate::proxy::relay::{Ctx, Received, Reuse, SendError, Via, relay, send};
 use crate::proxy::scheme::{self, ProbeMode};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
@@ -68,13 +70,23 @@ async fn handle(
         )
         .await;
     }
+    // -B: the client's own account, read before the hop-by-hop header goes.
+    let account = if shared.config.ntlm_to_basic {
+        match shared.accounts.from_headers(&req.headers) {
+            Some(account) => Some(account),
+            None => return ntlm_to_basic::ask(client, log).await,
+        }
+    } else {
+        None
+    };
     let upgrade = req.headers.contains("upgrade") && req.headers.has_token("connection", "upgrade");
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         method: req.method.clone(),
         client_version: req.version,
         body,
         client_keep: client_keeps_alive(req.version, &req.headers),
         upgrade,
+        isa: None,
     };
     let mut out = req;
     out.headers.strip_hop_by_hop(if upgrade {
@@ -88,9 +100,12 @@ async fn handle(
     if let BodyKind::Length(n) = body {
         out.headers.set("Content-Length", n.to_string()); // merges identical duplicates
     }
+    ctx.isa = isa::candidate(&shared.config, &out, &target);
     match shared.router.route(&target.host) {
         Route::Direct => direct(shared, &ctx, client, out, &target, log).await,
-        Route::Parent => via_parents(shared, &ctx, client, out, &target, log).await,
+        Route::Parent => {
+            via_parents(shared, &ctx, client, out, &target, account.as_ref(), log).await
+        }
     }
 }
 
@@ -233,13 +248,17 @@ async fn via_parents(
     client: &mut Client,
     mut out: RequestHead,
     target: &Target,
+    account: Option<&ClientAccount>,
     log: &mut RequestLog,
 ) -> Next {
     // The parent connection stays keep-alive whatever the client said: the handshake needs
     // it and the pool wants it (CNTLM 0.92.3 forwards the client's `Connection: close`).
     out.headers.push("Proxy-Connection", "keep-alive");
     let config = &shared.config;
-    let needs_auth = scheme::may_authenticate(&config.auth);
+    // -B: the client's account, with its own pool identity and lockout count.
+    let identity = account.map(ClientAccount::identity);
+    let account_gate = account.map(|a| shared.accounts.gate(a));
+    let needs_auth = account.is_some() || scheme::may_authenticate(&config.auth);
     let is_head = ctx.method.eq_ignore_ascii_case("HEAD");
     let mut type3_sent = false;
     let mut skip_auth = false;
@@ -250,7 +269,7 @@ async fn via_parents(
             .parents
             .candidates()
             .first()
-            .and_then(|&i| shared.pool.checkout(&PoolKey::Parent(i)));
+            .and_then(|&i| shared.pool.checkout_as(&PoolKey::Parent(i), identity));
         let mut up = match pooled {
             Some(c) => c,
             None => match shared.parents.connect(&[]).await {
@@ -260,7 +279,7 @@ async fn via_parents(
                     } else {
                         AuthState::NotRequired
                     };
-                    UpstreamConn::fresh(s, PoolKey::Parent(i), state)
+                    UpstreamConn::fresh(s, PoolKey::Parent(i), state).for_identity(identity)
                 }
                 Err(e) => {
                     if config.direct_fallback {
@@ -297,8 +316,11 @@ async fn via_parents(
                 )
                 .await;
             }
-            let gate = (shared.schemes.expected(shared, index))
-                .map_or(&shared.gate, |s| shared.schemes.gate(shared, s));
+            let gate = match &account_gate {
+                Some(g) => g.as_ref(),
+                None => (shared.schemes.expected(shared, index))
+                    .map_or(&shared.gate, |s| shared.schemes.gate(shared, s)),
+            };
             probation = gate.admit().await;
             if !gate.is_open() {
                 return fail(client, log, 407, handshake::LOCKED_OUT).await;
@@ -309,7 +331,11 @@ async fn via_parents(
             } else {
                 ProbeMode::Ahead
             };
-            match scheme::probe(&mut up, &probe, shared, index, mode, &who).await {
+            let outcome = match account {
+                Some(a) => ntlm_to_basic::probe(&mut up, &probe, a, shared, &who).await,
+                None => scheme::probe(&mut up, &probe, shared, index, mode, &who).await,
+            };
+            match outcome {
                 Ok(ProbeOutcome::Challenge {
                     authorization: a,
                     scheme: s,
@@ -378,9 +404,12 @@ async fn via_parents(
             Ok(r) => {
                 let mut reuse = Reuse::IfClean;
                 if let Some(s) = used {
-                    shared
-                        .schemes
-                        .answered(shared, s, r.head.status, &mut up, &who);
+                    match &account_gate {
+                        Some(g) => ntlm_to_basic::answered(g, r.head.status, &mut up, &who),
+                        None => shared
+                            .schemes
+                            .answered(shared, s, r.head.status, &mut up, &who),
+                    }
                     // Basic does not authenticate the connection: never pool it as if it did.
                     if r.head.status == 407 || !s.is_connection_bound() {
                         reuse = Reuse::Never;

@@ -6,6 +6,8 @@
 //! - `relay`: one exchange upstream: body streaming, 1xx, relaying the answer, pooling.
 //! - `connect`: CONNECT tunnels, `open_via_parents` (which `-L` and SOCKS5 reuse), the splice.
 //! - `handshake`: the NTLM probe and the lockout gate.
+//! - `isa`: the ISA scanner plugin (`-S` / `-G`).
+//! - `ntlm_to_basic`: `-B`, each client's own account from its Basic header.
 //! - `scheme`: choosing the scheme from the parent's offer; Negotiate and Basic.
 //! - `respond`: the short text answers we make ourselves (errors, 407 lockout).
 //! - `target`: request-target parsing and the loop guard.
@@ -13,7 +15,9 @@
 pub mod connect;
 pub mod forward;
 pub mod handshake;
+pub mod isa;
 pub mod listener;
+pub mod ntlm_to_basic;
 pub mod relay;
 pub mod respond;
 pub mod scheme;
@@ -73,6 +77,8 @@ pub struct Shared {
     pub router: Router,
     /// Stops authenticating after repeated credential rejections.
     pub gate: handshake::AuthGate,
+    /// `-B`: the clients' own accounts (pool identities, per-account lockout).
+    pub accounts: ntlm_to_basic::ClientAccounts,
     /// Parents' offers and the Negotiate/Basic lockout gates (`scheme`).
     pub schemes: scheme::SchemeState,
     /// The addresses we actually listen on (ports resolved), for the loop guard.
@@ -102,6 +108,10 @@ impl Shared {
             ),
             router: Router::new(&config.no_proxy, !config.parents.is_empty()),
             gate: handshake::AuthGate::new(limits.auth_failures),
+            accounts: ntlm_to_basic::ClientAccounts::new(
+                &config.auth.credentials.domain,
+                limits.auth_failures,
+            ),
             schemes: scheme::SchemeState::new(limits),
             listening,
             stopping,

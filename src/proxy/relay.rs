@@ -14,6 +14,7 @@ use crate::http::head::{HeadLimits, ResponseHead, read_response};
 use crate::http::headers::UpgradePolicy;
 use crate::proxy::forward::fail;
 use crate::proxy::handshake::{head_error, response_keeps_alive};
+use crate::proxy::isa::{self, Intercept};
 use crate::proxy::session::{Client, Next, RequestLog};
 use crate::proxy::{Shared, connect};
 use crate::upstream::{AuthState, Retry, UpstreamConn, UpstreamError};
@@ -31,6 +32,8 @@ pub struct Ctx {
     pub client_keep: bool,
     /// Whether the request asks for a protocol upgrade (its 101 makes a tunnel).
     pub upgrade: bool,
+    /// A GET the ISA scanner plugin may intercept (`-S` / `-G`).
+    pub isa: Option<isa::Candidate>,
 }
 
 impl Ctx {
@@ -235,6 +238,21 @@ pub async fn relay(
             .await;
         }
     };
+    if let Some(candidate) = &ctx.isa
+        && let Intercept::Done(next) = isa::intercept(
+            candidate,
+            ctx,
+            client,
+            &mut up,
+            &resp,
+            via,
+            &shared.config,
+            log,
+        )
+        .await
+    {
+        return next;
+    }
     log.status = resp.status;
     let upstream_keep = response_keeps_alive(&resp) && kind != BodyKind::UntilClose;
     let keep = ctx.client_keep && upload_complete && kind != BodyKind::UntilClose;

@@ -8,7 +8,7 @@ pub mod parents;
 pub mod pool;
 
 pub use parents::ParentSet;
-pub use pool::{AuthState, PoolKey, UpstreamConn, UpstreamPool};
+pub use pool::{AuthState, Identity, PoolKey, UpstreamConn, UpstreamPool};
 
 use std::io;
 

@@ -21,6 +21,13 @@ pub enum PoolKey {
     Origin(String),
 }
 
+/// Whose credentials authenticated a connection when they are not the configured ones
+/// (`NTLMToBasic`: each client's own): an opaque keyed digest of user and password, so a
+/// connection authenticated for one user is never handed to another, nor to someone who
+/// only claims that user's name. `None` on a connection means the configured identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Identity(pub [u8; 16]);
+
 /// Where a connection stands with the parent's proxy authentication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthState {
@@ -45,6 +52,8 @@ pub struct UpstreamConn {
     pub auth: AuthState,
     /// Whether it came from the pool (an idle keep-alive race can have killed it).
     pub reused: bool,
+    /// Whose credentials it carries (`None`: the configured ones); part of the pool key.
+    pub identity: Option<Identity>,
 }
 
 impl UpstreamConn {
@@ -56,9 +65,19 @@ impl UpstreamConn {
             key,
             auth,
             reused: false,
+            identity: None,
         }
     }
+
+    /// The same connection, to be authenticated as (and pooled for) `identity`.
+    pub fn for_identity(mut self, identity: Option<Identity>) -> Self {
+        self.identity = identity;
+        self
+    }
 }
+
+/// A pool slot: the destination and whose credentials authenticated the connection.
+type IdleKey = (PoolKey, Option<Identity>);
 
 struct Idle {
     conn: UpstreamConn,
@@ -67,8 +86,8 @@ struct Idle {
 
 /// The shared pool: checkout/checkin by `PoolKey`.
 pub struct UpstreamPool {
-    /// Idle connections per destination, most recently used last.
-    idle: Mutex<HashMap<PoolKey, VecDeque<Idle>>>,
+    /// Idle connections per destination and identity, most recently used last.
+    idle: Mutex<HashMap<IdleKey, VecDeque<Idle>>>,
     /// How long an idle connection is kept.
     expiry: Duration,
     /// Most idle connections kept per destination.
@@ -103,8 +122,13 @@ impl UpstreamPool {
     /// The most recently parked live connection to `key`, if any; dead and expired ones are
     /// dropped on the way.
     pub fn checkout(&self, key: &PoolKey) -> Option<UpstreamConn> {
+        self.checkout_as(key, None)
+    }
+
+    /// Like `checkout`, among the connections authenticated as `identity` only.
+    pub fn checkout_as(&self, key: &PoolKey, identity: Option<Identity>) -> Option<UpstreamConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.get_mut(key)?;
+        let list = idle.get_mut(&(key.clone(), identity))?;
         while let Some(entry) = list.pop_back() {
             if entry.since.elapsed() < self.expiry
                 && entry.conn.buf.is_empty()
@@ -124,7 +148,7 @@ impl UpstreamPool {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.entry(conn.key.clone()).or_default();
+        let list = idle.entry((conn.key.clone(), conn.identity)).or_default();
         list.retain(|e| e.since.elapsed() < self.expiry);
         if list.len() >= self.per_key {
             list.pop_front();
@@ -138,6 +162,6 @@ impl UpstreamPool {
     /// How many idle connections are parked for `key` (for tests and diagnostics).
     pub fn idle_count(&self, key: &PoolKey) -> usize {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.get(key).map_or(0, VecDeque::len)
+        idle.get(&(key.clone(), None)).map_or(0, VecDeque::len)
     }
 }
