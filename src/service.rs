@@ -28,7 +28,7 @@ use cntlm::cli::Args;
 use cntlm::config::Config;
 use cntlm::config::report::Report;
 use cntlm::proxy::{PreBound, Proxy};
-use cntlm::shutdown::{ShutdownCoordinator, ShutdownSignal};
+use cntlm::shutdown::{ShutdownCoordinator, ShutdownPhase, ShutdownSignal};
 
 use crate::reload::{ConfigSource, ReloadError, ReloadSource, reload_config};
 
@@ -350,7 +350,13 @@ async fn supervise(
             Ok(Stopped::Finished)
         }
         () = immediate.immediate() => Ok(Stopped::Immediately),
-        () = drain.drain_expired() => Ok(Stopped::DrainDeadline),
+        // A second signal also ends the drain: when it lands between the polls of the two
+        // branches above (another worker thread handles signals), this branch sees it first.
+        () = drain.drain_expired() => Ok(if drain.phase() == ShutdownPhase::Immediate {
+            Stopped::Immediately
+        } else {
+            Stopped::DrainDeadline
+        }),
     }
 }
 
