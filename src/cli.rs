@@ -9,7 +9,7 @@
 //! - `-g` applies to every port-only listen spec, wherever it stands; in CNTLM it only
 //!   affects the `-l` options written after it.
 //! - `-p` cannot be blanked from the visible argv soundly in Rust; `main` warns instead.
-//! - `-x` (`Pac`) and `--check-config` are ours.
+//! - `-x` (`Pac`), `--check-config` and `--route` are ours.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -71,6 +71,8 @@ Usage: cntlm [options] [parent-proxy:port | parent-proxy port]...
   -w workstation     Workstation name (Workstation).
   -x file|url        Proxy auto-config (Pac).
       --check-config Read the configuration, print every problem, exit 0 only if usable.
+      --route URL    Explain how a request to URL would leave (NoProxy, PAC, parents), then
+                     exit: 0 when a usable route exists.
 
 Single values on the command line override the config file; lists add up.
 PassLM/PassNT/PassNTLMv2 are read (and -H prints them) in CNTLM 0.92.3's bit-inverted hex.
@@ -188,6 +190,9 @@ pub struct Args {
     /// `--check-config`.
     #[arg(long = "check-config")]
     pub check_config: bool,
+    /// `--route URL`: explain how a request to URL would leave, then exit.
+    #[arg(long = "route", value_name = "URL")]
+    pub route: Option<String>,
     /// Parent proxies: `host:port` or `host port`.
     #[arg(value_name = "PROXY")]
     pub parents: Vec<String>,

@@ -290,6 +290,15 @@ fn flag_check_config() {
 }
 
 #[test]
+fn flag_route() {
+    assert_eq!(
+        args(&["--route", "https://example.com/"]).route.as_deref(),
+        Some("https://example.com/")
+    );
+    assert_eq!(args(&["-f"]).route, None);
+}
+
+#[test]
 fn positional_parents_in_both_forms() {
     let c = config(&["-f", "proxy1:8080", "proxy2", "3128", "[fd00::1]:80"]);
     let got: Vec<String> = c.parents.iter().map(|p| p.to_string()).collect();

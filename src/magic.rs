@@ -285,11 +285,9 @@ async fn try_profile(
     limits: &Limits,
 ) -> Result<ProfileResult, Unreachable> {
     for _ in 0..HANDSHAKE_ATTEMPTS {
-        let (index, stream) = parents.connect(&[]).await.map_err(|_| Unreachable)?;
-        let who = parents
-            .get(index)
-            .map_or_else(String::new, |p| format!("parent {p}"));
-        let mut up = UpstreamConn::fresh(stream, PoolKey::Parent(index), AuthState::Fresh);
+        let (parent, stream) = parents.connect().await.map_err(|_| Unreachable)?;
+        let who = format!("parent {parent}");
+        let mut up = UpstreamConn::fresh(stream, PoolKey::Parent(parent), AuthState::Fresh);
         match handshake::probe(&mut up, request, auth, limits, &who).await {
             Ok(ProbeOutcome::Challenge { authorization, .. }) => {
                 return Ok(

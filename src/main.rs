@@ -78,6 +78,9 @@ fn real_main() -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::FAILURE);
     }
+    if let Some(url) = &args.route {
+        return explain_route(settings, url);
+    }
     if args.hashes {
         for warning in &report.warnings {
             eprintln!("cntlm: warning: {warning}");
@@ -91,6 +94,21 @@ fn real_main() -> anyhow::Result<ExitCode> {
         return magic(url, settings);
     }
     run_proxy(&args, &source, settings, report)
+}
+
+/// `--route URL`: prints how a request to `url` would leave; 0 when a usable route exists.
+fn explain_route(settings: Settings, url: &str) -> anyhow::Result<ExitCode> {
+    let config = std::sync::Arc::new(settings.resolve());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(cntlm::proxy::explain::explain(config, url))?;
+    print!("{}", report.text);
+    Ok(if report.usable {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `--check-config`: every warning and error, advice, a summary; 0 only when usable.

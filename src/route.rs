@@ -32,8 +32,8 @@ enum Pattern {
 /// Decides `Route`s from the NoProxy patterns and whether parents exist.
 #[derive(Debug, Clone)]
 pub struct Router {
-    /// Parsed NoProxy patterns, in configuration order.
-    patterns: Vec<Pattern>,
+    /// Parsed NoProxy patterns, in configuration order, each with its text as configured.
+    patterns: Vec<(String, Pattern)>,
     /// Whether any parent is configured (none: everything DIRECT).
     has_parents: bool,
 }
@@ -47,7 +47,7 @@ impl Router {
             .filter(|p| !p.is_empty())
             .map(|p| {
                 let lower = p.to_ascii_lowercase();
-                if let Ok(net) = lower.parse::<IpNet>() {
+                let pattern = if let Ok(net) = lower.parse::<IpNet>() {
                     Pattern::Net(net)
                 } else if let Some(domain) = lower.strip_prefix('.')
                     && !domain.contains(['*', '?', '['])
@@ -55,7 +55,8 @@ impl Router {
                     Pattern::Suffix(domain.to_string())
                 } else {
                     Pattern::Glob(lower)
-                }
+                };
+                (p.to_string(), pattern)
             })
             .collect();
         Router {
@@ -75,13 +76,18 @@ impl Router {
 
     /// Whether `host` matches a NoProxy pattern.
     pub fn no_proxy_matches(&self, host: &str) -> bool {
+        self.matching_rule(host).is_some()
+    }
+
+    /// The first pattern `host` matches, as configured (for `--route` and logs).
+    pub fn matching_rule(&self, host: &str) -> Option<String> {
         let host = host
             .trim_start_matches('[')
             .trim_end_matches(']')
             .trim_end_matches('.')
             .to_ascii_lowercase();
         let addr: Option<IpAddr> = host.parse().ok();
-        self.patterns.iter().any(|p| match p {
+        let hit = |p: &Pattern| match p {
             Pattern::Glob(g) => fnmatch(g.as_bytes(), host.as_bytes()),
             Pattern::Net(net) => addr.is_some_and(|a| net.contains(&a)),
             Pattern::Suffix(d) => {
@@ -90,7 +96,11 @@ impl Router {
                         && host.ends_with(d.as_str())
                         && host.as_bytes()[host.len() - d.len() - 1] == b'.')
             }
-        })
+        };
+        self.patterns
+            .iter()
+            .find(|(_, p)| hit(p))
+            .map(|(text, _)| text.clone())
     }
 }
 

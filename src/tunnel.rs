@@ -1,8 +1,8 @@
 //! Tunnels opened on a client's behalf without an HTTP request from it: `-L` / `Tunnel`
 //! port forwards and the `-O` / `SOCKS5Proxy` listener.
 //!
-//! Both reach their target the way a CONNECT request does ([`open_tunnel`]): DIRECT when
-//! `NoProxy` matches (or there is no parent), else a CONNECT through the parents with the
+//! Both reach their target the way a CONNECT request does ([`open_tunnel`]): the same plan
+//! (NoProxy, PAC, the parent list), DIRECT when it says so, else a CONNECT through the parents with the
 //! same authentication, lockout gate and failover as the proxy's own CONNECT handler
 //! (`proxy::connect::open_via_parents`), so there is one implementation of "CONNECT through
 //! the parent" for the three of them. The bytes then flow through the shared splice
@@ -25,8 +25,7 @@ use crate::http::head::RequestHead;
 use crate::http::{Headers, Version};
 use crate::proxy::connect::{self, ParentOutcome};
 use crate::proxy::target::names_us;
-use crate::proxy::{Shared, forward};
-use crate::route::Route;
+use crate::proxy::{Shared, forward, plan, socks_hop};
 use crate::socks5;
 use crate::upstream::UpstreamError;
 
@@ -212,7 +211,19 @@ pub async fn open_tunnel(
         return Err(TunnelError::Loop { target });
     }
     let idle = shared.config.limits.tunnel_idle;
-    if shared.router.route(host) == Route::Direct {
+    // The same decision as for a CONNECT request: NoProxy, PAC, the parent list.
+    let plan = plan::decide(shared, &plan::connect_url(host, port), host).await;
+    if !plan.socks.is_empty() {
+        match socks_hop::connect(shared, &plan.socks, host, port).await {
+            Ok((parent, up)) => {
+                let via = format!("SOCKS5 {parent}");
+                return Ok(TunnelStream::new(up, BytesMut::new(), via, idle));
+            }
+            Err(e) if plan.parents.is_empty() && !plan.direct_after => return Err(e.into()),
+            Err(e) => tracing::debug!(error = %e, "no SOCKS5 parent: trying the next entries"),
+        }
+    }
+    if plan.parents.is_empty() {
         return open_direct(shared, client, host, port).await;
     }
     let mut headers = Headers::default();
@@ -226,7 +237,7 @@ pub async fn open_tunnel(
     };
     // -B has no client account here (no HTTP header to carry it): the configured
     // credentials, if any, authenticate tunnels.
-    let opened = connect::open_via_parents(shared, &head, None).await;
+    let opened = connect::open_via_parents(shared, &head, &plan, None).await;
     let via = opened.via;
     match opened.outcome {
         ParentOutcome::Open(mut up) => {
@@ -245,7 +256,8 @@ pub async fn open_tunnel(
             message,
             status,
         }),
-        ParentOutcome::AllDown(_) if shared.config.direct_fallback => {
+        ParentOutcome::AllDown(e) if plan.direct_after => {
+            shared.parents.enter_direct_fallback(&e);
             open_direct(shared, client, host, port).await
         }
         ParentOutcome::AllDown(e) => Err(e.into()),

@@ -70,6 +70,8 @@ pub enum Keyword {
     HashFormat,
     /// `ProxyFallback direct|none` (ours): go DIRECT when every parent is down.
     ProxyFallback,
+    /// `PacAuthDomains patterns` (ours, list): PAC-named parents that may get credentials.
+    PacAuthDomains,
     /// `KerberosKeytab path` (ours): a client keytab for Negotiate.
     KerberosKeytab,
     /// `KerberosPrincipal user@REALM` (ours): the keytab entry to use.
@@ -105,6 +107,7 @@ const KEYWORDS: &[(&str, Keyword)] = &[
     ("Pac", Keyword::Pac),
     ("HashFormat", Keyword::HashFormat),
     ("ProxyFallback", Keyword::ProxyFallback),
+    ("PacAuthDomains", Keyword::PacAuthDomains),
     ("KerberosKeytab", Keyword::KerberosKeytab),
     ("KerberosPrincipal", Keyword::KerberosPrincipal),
     ("KerberosSPN", Keyword::KerberosSpn),
@@ -142,6 +145,7 @@ impl Keyword {
                 | Keyword::IsaScannerAgent
                 | Keyword::Listen
                 | Keyword::NoProxy
+                | Keyword::PacAuthDomains
                 | Keyword::Proxy
                 | Keyword::Socks5Proxy
                 | Keyword::Socks5Users
@@ -383,6 +387,9 @@ fn apply(
         Keyword::Username => settings.user = Some(value.to_string()),
         Keyword::Workstation => settings.workstation = Some(value.to_string()),
         Keyword::Pac => settings.pac = Some(value.to_string()),
+        Keyword::PacAuthDomains => settings
+            .pac_auth_domains
+            .extend(values::parse_no_proxy(value)),
         Keyword::HashFormat => {
             settings.hash_format =
                 Some(HashFormat::parse(value).ok_or_else(|| ValueError::Invalid {

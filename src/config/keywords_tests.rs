@@ -301,6 +301,16 @@ fn pac() {
 }
 
 #[test]
+fn pac_auth_domains_add_up() {
+    let c = clean("PacAuthDomains *.corp.example, proxy.example\nPacAuthDomains 10.0.0.0/8\n");
+    assert_eq!(
+        c.pac_auth_domains,
+        vec!["*.corp.example", "proxy.example", "10.0.0.0/8"]
+    );
+    assert!(clean("").pac_auth_domains.is_empty());
+}
+
+#[test]
 fn proxy_fallback() {
     assert!(clean("ProxyFallback direct\n").direct_fallback);
     assert!(!clean("ProxyFallback none\n").direct_fallback);

@@ -53,6 +53,8 @@ pub struct Config {
     pub isa_scanner_agents: Vec<String>,
     /// `Pac` / `-x`: a PAC file path or URL.
     pub pac: Option<String>,
+    /// `PacAuthDomains` patterns: PAC-named parents that may receive credentials.
+    pub pac_auth_domains: Vec<String>,
     /// `-s`: serialize requests.
     pub serialize: bool,
     /// Limits and timeouts (DESIGN.md §2 "Limits and defaults").
@@ -191,6 +193,8 @@ pub struct Limits {
     pub auth_failures: u32,
     /// Drain deadline for tunnels at shutdown.
     pub shutdown_drain: Duration,
+    /// How often a PAC is re-fetched (besides every network change).
+    pub pac_refetch: Duration,
 }
 
 impl Default for Limits {
@@ -211,6 +215,7 @@ impl Default for Limits {
             backlog: 1024,
             auth_failures: 3,
             shutdown_drain: Duration::from_secs(30),
+            pac_refetch: crate::pac::fetch::PAC_REFETCH_INTERVAL,
         }
     }
 }
@@ -234,6 +239,7 @@ impl Default for Config {
             isa_scanner_size: None,
             isa_scanner_agents: Vec::new(),
             pac: None,
+            pac_auth_domains: Vec::new(),
             serialize: false,
             limits: Limits::default(),
         }

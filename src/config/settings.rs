@@ -78,6 +78,8 @@ pub struct Settings {
     pub isa_scanner_agents: Vec<String>,
     /// `Pac` / `-x`.
     pub pac: Option<String>,
+    /// `PacAuthDomains`.
+    pub pac_auth_domains: Vec<String>,
     /// `-s`.
     pub serialize: Option<bool>,
 }
@@ -133,6 +135,7 @@ impl Settings {
             isa_scanner_size: self.isa_scanner_size.or(file.isa_scanner_size),
             isa_scanner_agents: lists(self.isa_scanner_agents, file.isa_scanner_agents),
             pac: self.pac.or(file.pac),
+            pac_auth_domains: lists(self.pac_auth_domains, file.pac_auth_domains),
             serialize: self.serialize.or(file.serialize),
         }
     }
@@ -205,6 +208,7 @@ impl Settings {
             isa_scanner_size: self.isa_scanner_size,
             isa_scanner_agents: self.isa_scanner_agents,
             pac: self.pac,
+            pac_auth_domains: self.pac_auth_domains,
             serialize: self.serialize.unwrap_or(false),
             limits: Limits::default(),
         }

@@ -11,15 +11,15 @@ use tokio::net::TcpStream;
 use crate::http::body::BodyKind;
 use crate::http::head::RequestHead;
 use crate::http::headers::UpgradePolicy;
-use crate::proxy::Shared;
 use crate::proxy::forward::{self, fail};
 use crate::proxy::handshake::{self, ProbeOutcome};
 use crate::proxy::ntlm_to_basic::{self, ClientAccount};
+use crate::proxy::plan::{self, Plan};
 use crate::proxy::relay::{self, Ctx, Received, Reuse, Via};
 use crate::proxy::scheme::{self, ProbeMode};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
 use crate::proxy::target::{names_us, split_host_port};
-use crate::route::Route;
+use crate::proxy::{Shared, socks_hop};
 use crate::upstream::{AuthState, PoolKey, Retry, UpstreamConn, UpstreamError};
 
 const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
@@ -67,9 +67,23 @@ async fn handle(
         upgrade: false,
         isa: None,
     };
-    match shared.router.route(&host) {
-        Route::Direct => direct(shared, client, &host, port, log).await,
-        Route::Parent => via_parents(shared, &ctx, client, req, account.as_ref(), log).await,
+    let plan = plan::decide(shared, &plan::connect_url(&host, port), &host).await;
+    if !plan.socks.is_empty() {
+        match socks_hop::connect(shared, &plan.socks, &host, port).await {
+            Ok((parent, mut up)) => {
+                log.via = format!("SOCKS5 {parent}");
+                return established(shared, client, &mut up, log).await;
+            }
+            Err(e) if plan.parents.is_empty() && !plan.direct_after => {
+                return fail(client, log, 502, &e.to_string()).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "no SOCKS5 parent: trying the next entries"),
+        }
+    }
+    if plan.parents.is_empty() {
+        direct(shared, client, &host, port, log).await
+    } else {
+        via_parents(shared, &ctx, client, req, &plan, account.as_ref(), log).await
     }
 }
 
@@ -85,12 +99,22 @@ async fn direct(
         Ok(s) => s,
         Err(e) => return fail(client, log, e.status(), &e.to_string()).await,
     };
+    established(shared, client, &mut up, log).await
+}
+
+/// Answers 200 and splices the client with `up`, a connection to the target itself.
+async fn established(
+    shared: &Shared,
+    client: &mut Client,
+    up: &mut TcpStream,
+    log: &mut RequestLog,
+) -> Next {
     log.status = 200;
     if client.stream.write_all(ESTABLISHED).await.is_err() {
         return Next::Close;
     }
     let mut none = BytesMut::new();
-    log.bytes = tunnel(client, &mut up, &mut none, shared.config.limits.tunnel_idle).await;
+    log.bytes = tunnel(client, up, &mut none, shared.config.limits.tunnel_idle).await;
     Next::Close
 }
 
@@ -99,6 +123,7 @@ async fn via_parents(
     ctx: &Ctx,
     client: &mut Client,
     req: RequestHead,
+    plan: &Plan,
     account: Option<&ClientAccount>,
     log: &mut RequestLog,
 ) -> Next {
@@ -109,10 +134,10 @@ async fn via_parents(
         out.headers.push("Host", target);
     }
     out.headers.substitute(&shared.config.headers);
-    let opened = open_via_parents(shared, &out, account).await;
+    let opened = open_via_parents(shared, &out, plan, account).await;
     log.via = opened.via;
     match opened.outcome {
-        ParentOutcome::Open(up) => established(shared, client, up, log).await,
+        ParentOutcome::Open(up) => established_parent(shared, client, up, log).await,
         ParentOutcome::Answer { up, head, reuse } => {
             let r = Received {
                 head,
@@ -122,9 +147,10 @@ async fn via_parents(
         }
         ParentOutcome::Failed { status, message } => fail(client, log, status, &message).await,
         ParentOutcome::AllDown(e) => {
-            if shared.config.direct_fallback
+            if plan.direct_after
                 && let Some((host, port)) = split_host_port(&out.target, None)
             {
+                shared.parents.enter_direct_fallback(&e);
                 return direct(shared, client, &host, port, log).await;
             }
             fail(client, log, 502, &e.to_string()).await
@@ -155,7 +181,7 @@ pub enum ParentOutcome {
         /// Why, for the client.
         message: String,
     },
-    /// No parent could be reached (`DirectFallback` may go DIRECT instead).
+    /// None of the plan's parents could be reached (the plan may allow DIRECT after them).
     AllDown(UpstreamError),
 }
 
@@ -169,24 +195,26 @@ pub struct ParentConnect {
 }
 
 /// Sends the CONNECT request `out` (hop-by-hop fields already stripped, `Host` and header
-/// substitutions applied) through the parents, authenticating on a fresh connection with
-/// the same probe as plain requests (the CONNECT itself carries the Type 1) and the
+/// substitutions applied) through the plan's parents, authenticating on a fresh connection
+/// with the same probe as plain requests (the CONNECT itself carries the Type 1) and the
 /// lockout gate; `account` is the client's own (`-B`), else the configured credentials
 /// apply. The CONNECT handler, `-L` tunnels and the SOCKS5 listener all open their tunnels
 /// here.
 pub async fn open_via_parents(
     shared: &Shared,
     out: &RequestHead,
+    plan: &Plan,
     account: Option<&ClientAccount>,
 ) -> ParentConnect {
     let mut via = "-".to_string();
-    let outcome = parent_attempts(shared, out, account, &mut via).await;
+    let outcome = parent_attempts(shared, out, plan, account, &mut via).await;
     ParentConnect { via, outcome }
 }
 
 async fn parent_attempts(
     shared: &Shared,
     out: &RequestHead,
+    plan: &Plan,
     account: Option<&ClientAccount>,
     via: &mut String,
 ) -> ParentOutcome {
@@ -204,34 +232,35 @@ async fn parent_attempts(
         // not keep traffic away from the first parent once its back-off has passed.
         let pooled = shared
             .parents
-            .candidates()
+            .candidates_among(&plan.parents)
             .first()
-            .and_then(|&i| shared.pool.checkout_as(&PoolKey::Parent(i), identity));
+            .and_then(|p| {
+                shared
+                    .pool
+                    .checkout_as(&PoolKey::Parent(p.clone()), identity)
+            });
         let mut up = match pooled {
             Some(c) => c,
-            None => match shared.parents.connect(&[]).await {
-                Ok((i, s)) => {
-                    let state = if needs_auth {
+            None => match shared.parents.connect_among(&plan.parents).await {
+                Ok((p, s)) => {
+                    let state = if needs_auth && shared.may_authenticate(&p) {
                         AuthState::Fresh
                     } else {
                         AuthState::NotRequired
                     };
-                    UpstreamConn::fresh(s, PoolKey::Parent(i), state).for_identity(identity)
+                    UpstreamConn::fresh(s, PoolKey::Parent(p), state).for_identity(identity)
                 }
                 Err(e) => return ParentOutcome::AllDown(e),
             },
         };
-        let index = match up.key {
-            PoolKey::Parent(i) => i,
-            PoolKey::Origin(_) => 0,
+        let PoolKey::Parent(parent) = up.key.clone() else {
+            return failed(
+                502,
+                "internal error: an origin connection as parent".to_string(),
+            );
         };
-        let parent = shared
-            .parents
-            .get(index)
-            .map(ToString::to_string)
-            .unwrap_or_default();
         let who = format!("parent {parent}");
-        *via = parent;
+        *via = parent.to_string();
         let mut head = out.clone();
         let mut probation = None;
         let mut used = None;
@@ -244,7 +273,7 @@ async fn parent_attempts(
             }
             let gate = match &account_gate {
                 Some(g) => g.as_ref(),
-                None => (shared.schemes.expected(shared, index))
+                None => (shared.schemes.expected(shared, &parent))
                     .map_or(&shared.gate, |s| shared.schemes.gate(shared, s)),
             };
             probation = gate.admit().await;
@@ -254,7 +283,7 @@ async fn parent_attempts(
             let outcome = match account {
                 Some(a) => ntlm_to_basic::probe(&mut up, &out, a, shared, &who).await,
                 None => {
-                    scheme::probe(&mut up, &out, shared, index, ProbeMode::IsRequest, &who).await
+                    scheme::probe(&mut up, &out, shared, &parent, ProbeMode::IsRequest, &who).await
                 }
             };
             match outcome {
@@ -291,7 +320,7 @@ async fn parent_attempts(
                 }
                 Err(e) => {
                     if matches!(e, UpstreamError::Timeout { .. }) {
-                        shared.parents.mark_down(index);
+                        shared.parents.mark_down(&parent);
                     }
                     if e.retry() == Retry::FreshConnection {
                         continue;
@@ -314,7 +343,7 @@ async fn parent_attempts(
                     continue;
                 }
                 if matches!(e, UpstreamError::Timeout { .. }) {
-                    shared.parents.mark_down(index);
+                    shared.parents.mark_down(&parent);
                 }
                 return failed(e.status(), e.to_string());
             }
@@ -334,7 +363,8 @@ async fn parent_attempts(
                     reuse: Reuse::Never,
                 };
             }
-        } else if resp.status == 407 && up.reused && needs_auth {
+        } else if resp.status == 407 && up.reused && needs_auth && shared.may_authenticate(&parent)
+        {
             continue; // the pooled connection lost its authentication: handshake afresh
         }
         drop(probation);
@@ -361,8 +391,8 @@ fn open_or_answer(up: UpstreamConn, resp: crate::http::ResponseHead) -> ParentOu
 }
 
 /// Answers the client with our own clean 200 (rather than relay framing fields of the
-/// parent's it must ignore) and splices.
-async fn established(
+/// parent's it must ignore) and splices with the parent's tunnel.
+async fn established_parent(
     shared: &Shared,
     client: &mut Client,
     mut up: UpstreamConn,

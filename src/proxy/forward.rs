@@ -15,12 +15,12 @@ use crate::http::headers::UpgradePolicy;
 use crate::proxy::handshake::{self, ProbeOutcome, response_keeps_alive};
 use crate::proxy::isa;
 use crate::proxy::ntlm_to_basic::{self, ClientAccount};
+use crate::proxy::plan::{self, Plan};
 use crate::proxy::relay::{Ctx, Received, Reuse, SendError, Via, relay, send};
 use crate::proxy::scheme::{self, ProbeMode};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
 use crate::proxy::target::{Target, names_us};
-use crate::proxy::{Shared, respond};
-use crate::route::Route;
+use crate::proxy::{Shared, pacserve, respond, socks_hop};
 use crate::upstream::{AuthState, PoolKey, Retry, UpstreamConn, UpstreamError};
 
 /// Answers the client with an error we generate, and closes.
@@ -45,6 +45,9 @@ async fn handle(
     req: RequestHead,
     log: &mut RequestLog,
 ) -> Next {
+    if pacserve::is_pac_request(&req, &shared.listening) {
+        return pacserve::serve(shared, client, &req, log).await;
+    }
     let Some(target) = Target::parse_absolute(&req.target) else {
         return fail(
             client,
@@ -101,11 +104,29 @@ async fn handle(
         out.headers.set("Content-Length", n.to_string()); // merges identical duplicates
     }
     ctx.isa = isa::candidate(&shared.config, &out, &target);
-    match shared.router.route(&target.host) {
-        Route::Direct => direct(shared, &ctx, client, out, &target, log).await,
-        Route::Parent => {
-            via_parents(shared, &ctx, client, out, &target, account.as_ref(), log).await
+    // What the PAC sees: the URL without user info, so a script fetched from the network
+    // never learns credentials a client put in a URL (it could leak them through DNS).
+    let url = format!("{}://{}{}", target.scheme, target.authority, target.path);
+    let plan = plan::decide(shared, &url, &target.host).await;
+    if !plan.socks.is_empty() {
+        match socks_hop::connect(shared, &plan.socks, &target.host, target.port).await {
+            Ok(hop) => {
+                return socks_hop::forward(shared, &ctx, client, out, &target, hop, log).await;
+            }
+            Err(e) if plan.parents.is_empty() && !plan.direct_after => {
+                return fail(client, log, 502, &e.to_string()).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "no SOCKS5 parent: trying the next entries"),
         }
+    }
+    if plan.parents.is_empty() {
+        direct(shared, &ctx, client, out, &target, log).await
+    } else {
+        let way = Way {
+            plan: &plan,
+            account: account.as_ref(),
+        };
+        via_parents(shared, &ctx, client, out, &target, way, log).await
     }
 }
 
@@ -242,15 +263,25 @@ async fn client_body_failed(client: &mut Client, log: &mut RequestLog, e: BodyEr
     }
 }
 
+/// How a parent-bound request leaves: along which parents, and as whom.
+#[derive(Clone, Copy)]
+struct Way<'a> {
+    /// The parents to try, in order, and whether DIRECT may follow them.
+    plan: &'a Plan,
+    /// `-B`: the client's own account; `None` means the configured credentials.
+    account: Option<&'a ClientAccount>,
+}
+
 async fn via_parents(
     shared: &Shared,
     ctx: &Ctx,
     client: &mut Client,
     mut out: RequestHead,
     target: &Target,
-    account: Option<&ClientAccount>,
+    way: Way<'_>,
     log: &mut RequestLog,
 ) -> Next {
+    let Way { plan, account } = way;
     // The parent connection stays keep-alive whatever the client said: the handshake needs
     // it and the pool wants it (CNTLM 0.92.3 forwards the client's `Connection: close`).
     out.headers.push("Proxy-Connection", "keep-alive");
@@ -267,23 +298,27 @@ async fn via_parents(
         // not keep traffic away from the first parent once its back-off has passed.
         let pooled = shared
             .parents
-            .candidates()
+            .candidates_among(&plan.parents)
             .first()
-            .and_then(|&i| shared.pool.checkout_as(&PoolKey::Parent(i), identity));
+            .and_then(|p| {
+                shared
+                    .pool
+                    .checkout_as(&PoolKey::Parent(p.clone()), identity)
+            });
         let mut up = match pooled {
             Some(c) => c,
-            None => match shared.parents.connect(&[]).await {
-                Ok((i, s)) => {
-                    let state = if needs_auth && !skip_auth {
+            None => match shared.parents.connect_among(&plan.parents).await {
+                Ok((p, s)) => {
+                    let state = if needs_auth && !skip_auth && shared.may_authenticate(&p) {
                         AuthState::Fresh
                     } else {
                         AuthState::NotRequired
                     };
-                    UpstreamConn::fresh(s, PoolKey::Parent(i), state).for_identity(identity)
+                    UpstreamConn::fresh(s, PoolKey::Parent(p), state).for_identity(identity)
                 }
                 Err(e) => {
-                    if config.direct_fallback {
-                        tracing::warn!(error = %e, "every parent is down: going DIRECT (direct fallback)");
+                    if plan.direct_after {
+                        shared.parents.enter_direct_fallback(&e);
                         let mut out = out;
                         out.headers.remove("proxy-connection");
                         return direct(shared, ctx, client, out, target, log).await;
@@ -292,17 +327,17 @@ async fn via_parents(
                 }
             },
         };
-        let index = match up.key {
-            PoolKey::Parent(i) => i,
-            PoolKey::Origin(_) => 0,
+        let PoolKey::Parent(parent) = up.key.clone() else {
+            return fail(
+                client,
+                log,
+                502,
+                "internal error: an origin connection as parent",
+            )
+            .await;
         };
-        let parent = shared
-            .parents
-            .get(index)
-            .map(ToString::to_string)
-            .unwrap_or_default();
         let who = format!("parent {parent}");
-        log.via = parent;
+        log.via = parent.to_string();
         let mut authorization = None;
         let mut used = None;
         let mut probation = None;
@@ -318,7 +353,7 @@ async fn via_parents(
             }
             let gate = match &account_gate {
                 Some(g) => g.as_ref(),
-                None => (shared.schemes.expected(shared, index))
+                None => (shared.schemes.expected(shared, &parent))
                     .map_or(&shared.gate, |s| shared.schemes.gate(shared, s)),
             };
             probation = gate.admit().await;
@@ -333,7 +368,7 @@ async fn via_parents(
             };
             let outcome = match account {
                 Some(a) => ntlm_to_basic::probe(&mut up, &probe, a, shared, &who).await,
-                None => scheme::probe(&mut up, &probe, shared, index, mode, &who).await,
+                None => scheme::probe(&mut up, &probe, shared, &parent, mode, &who).await,
             };
             match outcome {
                 Ok(ProbeOutcome::Challenge {
@@ -386,7 +421,7 @@ async fn via_parents(
                 }
                 Err(e) => {
                     if matches!(e, UpstreamError::Timeout { .. }) {
-                        shared.parents.mark_down(index);
+                        shared.parents.mark_down(&parent);
                     }
                     if e.retry() == Retry::FreshConnection {
                         continue;
@@ -417,6 +452,7 @@ async fn via_parents(
                 } else if r.head.status == 407
                     && up.reused
                     && needs_auth
+                    && shared.may_authenticate(&parent)
                     && ctx.body == BodyKind::None
                 {
                     // The parent forgot a pooled connection's authentication: start over.
@@ -437,7 +473,7 @@ async fn via_parents(
             }
             Err(SendError::Upstream(e)) => {
                 if matches!(e, UpstreamError::Timeout { .. }) {
-                    shared.parents.mark_down(index);
+                    shared.parents.mark_down(&parent);
                 }
                 return fail(client, log, e.status(), &e.to_string()).await;
             }

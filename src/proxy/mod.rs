@@ -11,27 +11,41 @@
 //! - `scheme`: choosing the scheme from the parent's offer; Negotiate and Basic.
 //! - `respond`: the short text answers we make ourselves (errors, 407 lockout).
 //! - `target`: request-target parsing and the loop guard.
+//! - `plan`: the way out per request (NoProxy, PAC answer, static parents, credentials).
+//! - `livepac`: the PAC in force (loaded, re-fetched, last good copy) and roaming.
+//! - `pacserve`: `GET /proxy.pac` on our own address.
+//! - `explain`: `cntlm --route URL`.
 
 pub mod connect;
+pub mod explain;
 pub mod forward;
 pub mod handshake;
 pub mod isa;
 pub mod listener;
+pub mod livepac;
 pub mod ntlm_to_basic;
+pub mod pacserve;
+pub mod plan;
 pub mod relay;
 pub mod respond;
 pub mod scheme;
 pub mod session;
+pub mod socks_hop;
 pub mod target;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
-use crate::config::{AclAction, Config};
+use crate::config::{self, AclAction, Config};
+use crate::netwatch::{NetworkGeneration, NetworkWatcher};
+use crate::pac::fetch::PacSource;
+use crate::proxy::livepac::LivePac;
+use crate::proxy::plan::CredentialPolicy;
 use crate::route::Router;
 use crate::upstream::{ParentSet, UpstreamPool};
 pub use listener::ListenKey;
@@ -75,6 +89,10 @@ pub struct Shared {
     pub parents: ParentSet,
     /// NoProxy decisions.
     pub router: Router,
+    /// The PAC (`Pac` / `-x`), when one is configured and its source understood.
+    pub pac: Option<Arc<LivePac>>,
+    /// Which parents may receive credentials.
+    pub credentials: CredentialPolicy,
     /// Stops authenticating after repeated credential rejections.
     pub gate: handshake::AuthGate,
     /// `-B`: the clients' own accounts (pool identities, per-account lockout).
@@ -99,14 +117,44 @@ impl Shared {
         stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let limits = &config.limits;
+        let pac_source = config
+            .pac
+            .as_deref()
+            .and_then(|text| match PacSource::parse(text) {
+                Ok(source) => Some(source),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Pac ignored: using the static Proxy list");
+                    None
+                }
+            });
+        let pac_is_local = matches!(pac_source, Some(PacSource::File(_)));
+        // `myIpAddress()` is the address the OS would use toward the corporate network: the
+        // first static parent, else the PAC server itself.
+        let my_ip_target = config
+            .parents
+            .first()
+            .cloned()
+            .or_else(|| match &pac_source {
+                Some(PacSource::Http(url)) => Some(config::ParentProxy {
+                    host: url.host.clone(),
+                    port: url.port,
+                }),
+                _ => None,
+            });
+        let pac = pac_source.map(|source| Arc::new(LivePac::new(source, my_ip_target)));
         Shared {
+            pac,
+            credentials: CredentialPolicy::new(&config.pac_auth_domains, pac_is_local),
             pool: UpstreamPool::new(POOL_IDLE, POOL_PER_KEY),
             parents: ParentSet::new(
                 config.parents.clone(),
                 limits.parent_connect,
                 limits.parent_backoff,
             ),
-            router: Router::new(&config.no_proxy, !config.parents.is_empty()),
+            router: Router::new(
+                &config.no_proxy,
+                !config.parents.is_empty() || config.pac.is_some(),
+            ),
             gate: handshake::AuthGate::new(limits.auth_failures),
             accounts: ntlm_to_basic::ClientAccounts::new(
                 &config.auth.credentials.domain,
@@ -160,11 +208,105 @@ impl PreBound {
     }
 }
 
+impl Shared {
+    /// Loads the PAC (if any) before the first request is served, then starts the task
+    /// that re-fetches it every `Limits::pac_refetch` and handles each network change seen
+    /// on `network`. The task ends once this `Shared` is gone (after a reload, when its
+    /// last session ended).
+    pub async fn start(self: &Arc<Self>, network: Option<watch::Receiver<NetworkGeneration>>) {
+        if let Some(pac) = &self.pac {
+            pac.refresh().await;
+        }
+        let interval = self.config.limits.pac_refetch;
+        tokio::spawn(upkeep(Arc::downgrade(self), interval, network));
+    }
+
+    /// Roaming (issue 6 §2): what was learnt on the old network is thrown away: the PAC is
+    /// fetched again and its answers forgotten, and every parent is presumed alive again.
+    pub async fn network_changed(&self) {
+        tracing::info!(
+            "network changed: re-fetching the PAC, forgetting its answers, the dead-parent marks and idle connections"
+        );
+        self.parents.clear_marks();
+        self.pool.clear();
+        if let Some(pac) = &self.pac {
+            pac.clear_cache();
+            pac.refresh().await;
+            pac.clear_cache();
+        }
+    }
+}
+
+impl Shared {
+    /// Whether credentials may be sent to `parent` (see `plan::CredentialPolicy`); a refusal
+    /// is logged once per parent.
+    pub fn may_authenticate(&self, parent: &config::ParentProxy) -> bool {
+        let verdict = self
+            .credentials
+            .verdict(parent, self.parents.is_configured(parent));
+        if !verdict.allows()
+            && let Some(pac) = &self.pac
+        {
+            pac.warn_once(format!(
+                "no credentials for PAC-named parent {parent}: it is not a Proxy line and not in PacAuthDomains"
+            ));
+        }
+        verdict.allows()
+    }
+}
+
+/// What woke the upkeep task.
+enum Wake {
+    /// The re-fetch interval passed.
+    Refetch,
+    /// The network changed.
+    NetworkChanged,
+    /// The network source is gone (no more changes will come).
+    NetworkGone,
+}
+
+/// Re-fetches the PAC on its interval and handles network changes while `shared` lives.
+async fn upkeep(
+    shared: Weak<Shared>,
+    interval: Duration,
+    mut network: Option<watch::Receiver<NetworkGeneration>>,
+) {
+    let start = tokio::time::Instant::now() + interval;
+    let mut refetch = tokio::time::interval_at(start, interval);
+    refetch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let changes = async {
+            match network.as_mut() {
+                Some(rx) => rx.changed().await,
+                None => std::future::pending().await,
+            }
+        };
+        let wake = tokio::select! {
+            _ = refetch.tick() => Wake::Refetch,
+            r = changes => if r.is_ok() { Wake::NetworkChanged } else { Wake::NetworkGone },
+        };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        match wake {
+            Wake::Refetch => {
+                if let Some(pac) = &shared.pac {
+                    pac.refresh().await;
+                }
+            }
+            Wake::NetworkChanged => shared.network_changed().await,
+            Wake::NetworkGone => network = None,
+        }
+    }
+}
+
 /// A proxy whose listeners are bound but not yet accepting.
 #[derive(Debug)]
 pub struct Proxy {
     config: Arc<Config>,
     listeners: Vec<(ListenKey, TcpListener)>,
+    /// Network-change events to react to; `None`: start a `NetworkWatcher` when serving.
+    network: Option<watch::Receiver<NetworkGeneration>>,
 }
 
 impl Proxy {
@@ -190,7 +332,18 @@ impl Proxy {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Proxy { config, listeners })
+        Ok(Proxy {
+            config,
+            listeners,
+            network: None,
+        })
+    }
+
+    /// Uses `events` as the source of network changes instead of a `NetworkWatcher` (for
+    /// embedding, and for tests that simulate a network change).
+    pub fn with_network_events(mut self, events: watch::Receiver<NetworkGeneration>) -> Self {
+        self.network = Some(events);
+        self
     }
 
     /// The bound addresses of the HTTP proxy (with OS-assigned ports resolved).
@@ -236,7 +389,11 @@ impl Proxy {
                     .map_err(|source| RunError::Bind { addr, source })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Proxy { config, listeners })
+        Ok(Proxy {
+            config,
+            listeners,
+            network: None,
+        })
     }
 
     /// Serves until `shutdown` completes, then lets in-flight sessions finish for up to
@@ -258,9 +415,26 @@ impl Proxy {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), RunError> {
         let listening = self.local_addrs();
+        // The watcher lives as long as we serve; each configuration's upkeep task subscribes.
+        let mut _watcher = None;
+        let network = match self.network {
+            Some(events) => Some(events),
+            None => match NetworkWatcher::spawn() {
+                Ok(watcher) => {
+                    let events = watcher.subscribe();
+                    _watcher = Some(watcher);
+                    Some(events)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "no network-change detection: roaming is not followed");
+                    None
+                }
+            },
+        };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let first = Arc::new(Shared::new(self.config, listening.clone(), stop_rx.clone()));
         let limits = first.config.limits.clone();
+        first.start(network.clone()).await;
         announce(&first, &self.listeners);
         let (shared_tx, shared_rx) = tokio::sync::watch::channel(first);
         configs.mark_unchanged();
@@ -280,7 +454,8 @@ impl Proxy {
                         break;
                     }
                     let config = configs.borrow_and_update().clone();
-                    apply_reload(config, &mut acceptors, &shared_tx, &stop_rx).await;
+                    let events = network.clone();
+                    apply_reload(config, &mut acceptors, &shared_tx, &stop_rx, events).await;
                 }
             }
         }
@@ -297,6 +472,7 @@ async fn apply_reload(
     acceptors: &mut listener::Acceptors,
     shared_tx: &tokio::sync::watch::Sender<Arc<Shared>>,
     stop_rx: &tokio::sync::watch::Receiver<bool>,
+    mut network: Option<watch::Receiver<NetworkGeneration>>,
 ) {
     if let Err(e) = check_exposure(&config) {
         tracing::error!("reloaded configuration refused, keeping the running one: {e}");
@@ -323,6 +499,10 @@ async fn apply_reload(
             .filter_map(|(_, l)| l.local_addr().ok()),
     );
     let next = Arc::new(Shared::new(config, listening, stop_rx.clone()));
+    if let Some(events) = network.as_mut() {
+        events.mark_unchanged();
+    }
+    next.start(network).await;
     announce(&next, &added);
     let _ = shared_tx.send(next);
     for (key, l) in added {
@@ -341,7 +521,7 @@ fn announce(shared: &Shared, listeners: &[(ListenKey, TcpListener)]) {
         .map(|(k, l)| addr(l, k))
         .collect();
     if !http.is_empty() {
-        if shared.parents.is_empty() {
+        if shared.parents.is_empty() && shared.pac.is_none() {
             tracing::info!(listen = ?http, "no parent proxy configured: working DIRECT");
         } else {
             tracing::info!(listen = ?http, parents = ?shared.config.parents.iter().map(ToString::to_string).collect::<Vec<_>>(), "proxy listening");

@@ -119,10 +119,10 @@ impl Offer {
 /// configuration (reset on reload with the rest of `Shared`).
 #[derive(Debug)]
 pub struct SchemeState {
-    /// What each parent (by index) offered in its last unauthenticated `407`.
-    offers: Mutex<HashMap<usize, Offer>>,
+    /// What each parent (by identity) offered in its last unauthenticated `407`.
+    offers: Mutex<HashMap<ParentProxy, Offer>>,
     /// Until when Negotiate is skipped for a parent under `Auto` after it failed there.
-    kerberos_failed: Mutex<HashMap<usize, Instant>>,
+    kerberos_failed: Mutex<HashMap<ParentProxy, Instant>>,
     /// How long such a failure makes `Auto` prefer the other schemes.
     retry_after: Duration,
     /// Lockout gate for Negotiate (a refused password or keytab, a rejected token).
@@ -152,40 +152,40 @@ impl SchemeState {
         }
     }
 
-    fn offer(&self, parent: usize) -> Option<Offer> {
+    fn offer(&self, parent: &ParentProxy) -> Option<Offer> {
         let offers = self.offers.lock().unwrap_or_else(|p| p.into_inner());
-        offers.get(&parent).cloned()
+        offers.get(parent).cloned()
     }
 
-    fn remember(&self, parent: usize, offer: &Offer) {
+    fn remember(&self, parent: &ParentProxy, offer: &Offer) {
         if offer.schemes.is_empty() {
             return;
         }
         let mut offers = self.offers.lock().unwrap_or_else(|p| p.into_inner());
-        offers.insert(parent, offer.clone());
+        offers.insert(parent.clone(), offer.clone());
     }
 
-    fn kerberos_failed_at(&self, parent: usize) {
+    fn kerberos_failed_at(&self, parent: &ParentProxy) {
         let mut failed = self
             .kerberos_failed
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        failed.insert(parent, Instant::now() + self.retry_after);
+        failed.insert(parent.clone(), Instant::now() + self.retry_after);
     }
 
-    fn kerberos_backed_off(&self, parent: usize) -> bool {
+    fn kerberos_backed_off(&self, parent: &ParentProxy) -> bool {
         let failed = self
             .kerberos_failed
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         failed
-            .get(&parent)
+            .get(parent)
             .is_some_and(|until| Instant::now() < *until)
     }
 
     /// The scheme a fresh connection to `parent` will try first, when known before probing
     /// (for the lockout check); `None` when the offer must be learnt first.
-    pub fn expected(&self, shared: &Shared, parent: usize) -> Option<AuthScheme> {
+    pub fn expected(&self, shared: &Shared, parent: &ParentProxy) -> Option<AuthScheme> {
         match shared.config.auth.scheme {
             AuthChoice::Ntlm => Some(AuthScheme::Ntlm),
             AuthChoice::Negotiate => Some(AuthScheme::Negotiate),
@@ -204,7 +204,7 @@ impl SchemeState {
     fn pick(
         &self,
         shared: &Shared,
-        parent: usize,
+        parent: &ParentProxy,
         offer: &Offer,
         tried: &[AuthScheme],
     ) -> Option<AuthScheme> {
@@ -241,9 +241,9 @@ impl SchemeState {
         if status == 407 {
             gate.rejected(who);
             if scheme == AuthScheme::Negotiate
-                && let crate::upstream::PoolKey::Parent(i) = up.key
+                && let crate::upstream::PoolKey::Parent(p) = &up.key
             {
-                self.kerberos_failed_at(i);
+                self.kerberos_failed_at(p);
             }
         } else {
             gate.accepted();
@@ -424,7 +424,7 @@ async fn drain_407(
         && up.buf.is_empty()
 }
 
-/// The handshake on a fresh connection to parent number `parent`, for any configured scheme.
+/// The handshake on a fresh connection to `parent`, for any configured scheme.
 ///
 /// With `Auth NTLM*` this is exactly [`handshake::probe`]. Otherwise the offer is learnt (or
 /// taken from the cache) and the scheme chosen from it; see the module documentation.
@@ -432,7 +432,7 @@ pub async fn probe(
     up: &mut UpstreamConn,
     probe: &RequestHead,
     shared: &Shared,
-    parent: usize,
+    parent: &ParentProxy,
     mode: ProbeMode,
     who: &str,
 ) -> Result<ProbeOutcome, UpstreamError> {
@@ -487,11 +487,7 @@ pub async fn probe(
             AuthScheme::Negotiate => {}
         }
         tried.push(AuthScheme::Negotiate);
-        let spn = shared
-            .parents
-            .get(parent)
-            .map(|p| service_principal(&config.auth, p))
-            .unwrap_or_else(|| negotiate::service_principal_for_host("localhost"));
+        let spn = service_principal(&config.auth, parent);
         let failure = match first_token(spn, kerberos_sources(&config.auth)).await {
             Ok((ctx, token)) => {
                 return negotiate_legs(up, probe, shared, parent, mode, ctx, token, who).await;
@@ -527,7 +523,7 @@ async fn negotiate_legs(
     up: &mut UpstreamConn,
     probe: &RequestHead,
     shared: &Shared,
-    parent: usize,
+    parent: &ParentProxy,
     mode: ProbeMode,
     mut ctx: NegotiateContext,
     mut token: Vec<u8>,

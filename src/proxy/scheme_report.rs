@@ -122,7 +122,11 @@ async fn connect(parent: &ParentProxy, limits: &Limits) -> Result<UpstreamConn, 
     )
     .await
     {
-        Ok(Ok(s)) => Ok(UpstreamConn::fresh(s, PoolKey::Parent(0), AuthState::Fresh)),
+        Ok(Ok(s)) => Ok(UpstreamConn::fresh(
+            s,
+            PoolKey::Parent(parent.clone()),
+            AuthState::Fresh,
+        )),
         Ok(Err(source)) => Err(UpstreamError::Io { who, source }),
         Err(_) => Err(UpstreamError::Timeout { who }),
     }

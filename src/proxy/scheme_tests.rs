@@ -99,6 +99,14 @@ fn shared(auth: AuthSettings) -> Shared {
     Shared::new(std::sync::Arc::new(config), Vec::new(), rx)
 }
 
+/// The one configured parent (the state is keyed by parent identity).
+fn parent0() -> ParentProxy {
+    ParentProxy {
+        host: "localhost".to_string(),
+        port: 1,
+    }
+}
+
 #[test]
 fn auto_prefers_ntlm_then_basic_and_never_unoffered_schemes() {
     let mut auth = auth_with("alice", "LAB", Some("pw"));
@@ -106,23 +114,23 @@ fn auto_prefers_ntlm_then_basic_and_never_unoffered_schemes() {
     let shared = shared(auth);
     let state = &shared.schemes;
     assert_eq!(
-        state.expected(&shared, 0),
+        state.expected(&shared, &parent0()),
         None,
         "the offer must be learnt first"
     );
     let ntlm_basic = Offer::parse(&resp(&["NTLM", "Basic realm=x"]));
     assert_eq!(
-        state.pick(&shared, 0, &ntlm_basic, &[]),
+        state.pick(&shared, &parent0(), &ntlm_basic, &[]),
         Some(AuthScheme::Ntlm)
     );
     assert_eq!(
-        state.pick(&shared, 0, &ntlm_basic, &[AuthScheme::Ntlm]),
+        state.pick(&shared, &parent0(), &ntlm_basic, &[AuthScheme::Ntlm]),
         Some(AuthScheme::Basic)
     );
     let digest = Offer::parse(&resp(&["Digest realm=x"]));
-    assert_eq!(state.pick(&shared, 0, &digest, &[]), None);
-    state.remember(0, &ntlm_basic);
-    assert_eq!(state.expected(&shared, 0), Some(AuthScheme::Ntlm));
+    assert_eq!(state.pick(&shared, &parent0(), &digest, &[]), None);
+    state.remember(&parent0(), &ntlm_basic);
+    assert_eq!(state.expected(&shared, &parent0()), Some(AuthScheme::Ntlm));
 }
 
 #[test]
@@ -134,17 +142,20 @@ fn auto_skips_negotiate_after_it_failed_and_closed_gates() {
     let both = Offer::parse(&resp(&["Negotiate", "NTLM"]));
     if negotiate::is_available() {
         assert_eq!(
-            state.pick(&shared, 0, &both, &[]),
+            state.pick(&shared, &parent0(), &both, &[]),
             Some(AuthScheme::Negotiate)
         );
     }
-    state.kerberos_failed_at(0);
-    assert_eq!(state.pick(&shared, 0, &both, &[]), Some(AuthScheme::Ntlm));
+    state.kerberos_failed_at(&parent0());
+    assert_eq!(
+        state.pick(&shared, &parent0(), &both, &[]),
+        Some(AuthScheme::Ntlm)
+    );
     for _ in 0..shared.config.limits.auth_failures {
         shared.gate.rejected("p");
     }
     assert_eq!(
-        state.pick(&shared, 0, &both, &[]),
+        state.pick(&shared, &parent0(), &both, &[]),
         None,
         "a closed NTLM gate is not bypassed"
     );
@@ -154,7 +165,7 @@ fn auto_skips_negotiate_after_it_failed_and_closed_gates() {
 fn basic_is_sent_only_with_a_password() {
     let shared = shared(auth_with("alice", "", None));
     let basic = Offer::parse(&resp(&["Basic realm=x"]));
-    assert_eq!(shared.schemes.pick(&shared, 0, &basic, &[]), None);
+    assert_eq!(shared.schemes.pick(&shared, &parent0(), &basic, &[]), None);
     let auth = auth_with("alice", "", Some("pä"));
     assert_eq!(
         basic_authorization(&auth).as_deref(),

@@ -3,9 +3,11 @@
 //!
 //! - `parents`: `ParentSet`, which parent to connect to and which are backed off.
 //! - `pool`: `UpstreamPool`, idle keep-alive connections shared by every client.
+//! - `socks5_client`: CONNECT through a SOCKS5 parent a PAC names.
 
 pub mod parents;
 pub mod pool;
+pub mod socks5_client;
 
 pub use parents::ParentSet;
 pub use pool::{AuthState, Identity, PoolKey, UpstreamConn, UpstreamPool};

@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 
+use crate::config::ParentProxy;
+
 /// Where a pooled connection leads.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PoolKey {
-    /// Parent proxy number `n` of the `ParentSet`.
-    Parent(usize),
+    /// A parent proxy, by identity (host, port): static and PAC-named parents alike.
+    Parent(ParentProxy),
     /// An origin reached DIRECT, as `host:port` (lower-cased).
     Origin(String),
 }
@@ -157,6 +159,13 @@ impl UpstreamPool {
             conn,
             since: Instant::now(),
         });
+    }
+
+    /// Drops every idle connection (on a network change: connections made on the old network
+    /// may be black-holed now, and would look alive until a request timed out on them).
+    pub fn clear(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.clear();
     }
 
     /// How many idle connections are parked for `key` (for tests and diagnostics).

@@ -139,6 +139,12 @@ pub fn lost_port_race(why: &str) -> bool {
         || why.contains("cannot bind")
 }
 
+/// True when Squid failed because another Squid starting at the same time held the same
+/// shared-memory segment name: worth another try.
+pub fn lost_shm_race(why: &str) -> bool {
+    why.contains("shm_open") && why.contains("File exists")
+}
+
 /// A file's text, or an empty string when it does not exist (yet).
 pub fn read_lossy(path: &Path) -> String {
     fs::read(path)
@@ -312,7 +318,7 @@ impl Squid {
         for _ in 0..3 {
             match Self::try_start_on(auth, free_port()) {
                 Ok(squid) => return squid,
-                Err(why) if lost_port_race(&why) => last = why,
+                Err(why) if lost_port_race(&why) || lost_shm_race(&why) => last = why,
                 Err(why) => panic!("{why}"),
             }
         }
@@ -320,8 +326,18 @@ impl Squid {
     }
 
     /// Starts Squid with `auth` on `port` (e.g. a port a test kept free to start it later).
+    /// Squids starting at the same instant can collide on a shared-memory segment name
+    /// (`shm_open(...): File exists`); that start is tried again, on the same port.
     pub fn start_on(auth: ParentAuth, port: u16) -> Squid {
-        Self::try_start_on(auth, port).unwrap_or_else(|why| panic!("{why}"))
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start_on(auth, port) {
+                Ok(squid) => return squid,
+                Err(why) if lost_shm_race(&why) => last = why,
+                Err(why) => panic!("{why}"),
+            }
+        }
+        panic!("squid lost the shared-memory race three times: {last}");
     }
 
     fn try_start_on(auth: ParentAuth, port: u16) -> Result<Squid, String> {
