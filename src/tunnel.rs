@@ -198,14 +198,17 @@ fn authority(host: &str, port: u16) -> String {
 }
 
 /// Opens a tunnel to `host:port` for a client at `client`, as the proxy's CONNECT handler
-/// would: DIRECT for `NoProxy` hosts (with the gateway guard against LAN clients reaching
-/// this host's private services), else a CONNECT through the parents with authentication.
+/// would: the route plan (NoProxy, PAC, parents) decides between DIRECT (with the gateway
+/// guard against LAN clients reaching this host's private services), a SOCKS5 parent, and
+/// a CONNECT through the HTTP parents with authentication.
 pub async fn open_tunnel(
     shared: &Shared,
     client: IpAddr,
     host: &str,
     port: u16,
 ) -> Result<TunnelStream, TunnelError> {
+    // IPv6 literals without brackets from here on (the plan and the resolver want them so).
+    let host = host.trim_start_matches('[').trim_end_matches(']');
     let target = authority(host, port);
     if names_us(host, port, &shared.listening) {
         return Err(TunnelError::Loop { target });
