@@ -12,6 +12,7 @@
 //! - `daemon` (Unix): detaching, the `-P` pid file, `-U` privilege drop, syslog.
 //! - `shutdown`: SIGTERM/SIGINT drain and SIGHUP reload, as state tasks can await.
 //! - `socks5`: the SOCKS5 server side (RFC 1928 CONNECT, RFC 1929 user/pass) for `-O`.
+//! - `tunnel`: `-L` port forwards and the SOCKS5 listener's connector (CONNECT via parents).
 //! - `pac`: PAC evaluation (QuickJS engine thread, helpers, result parser, fetch, cache).
 //! - `netwatch`: network-change detection (Linux netlink, elsewhere a poll) for roaming.
 //! - `magic`: `-M`, the dialect detection against the parent.
@@ -32,6 +33,7 @@ pub mod proxy;
 pub mod route;
 pub mod shutdown;
 pub mod socks5;
+pub mod tunnel;
 pub mod upstream;
 
 pub use proxy::run;

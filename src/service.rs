@@ -6,23 +6,18 @@
 //! the environment (`CNTLM_LOG`, `CNTLM_SYSLOG_SOCKET`).
 //!
 //! Order of operations (CNTLM's, with the daemon module's contract, `cntlm::daemon`):
-//! 1. while stderr is still the terminal: probe every listen address, check `-U` and `-P`,
+//! 1. while stderr is still the terminal: bind every listen address, check `-U` and `-P`,
 //!    open syslog; a failure here exits 1 with the message on the terminal;
 //! 2. without `-f`/`-v`/`-T`: fork into the background, before any thread exists;
 //! 3. `-U`: drop root; 4. `-P`: write the pid file;
 //! 5. build the runtime, install the signal handlers, run until stopped;
 //! 6. remove the pid file, exit.
 //!
-//! `-U` and privileged ports: CNTLM binds first and drops root afterwards. Our proxy binds
-//! its listeners inside `cntlm::run`, which starts after privileges are gone, so with `-U` a
-//! port below 1024 cannot be bound (unless the system lets unprivileged users bind it, e.g.
-//! `net.ipv4.ip_unprivileged_port_start`).
-// TODO(-U before bind): let `cntlm::run` accept pre-bound `std::net::TcpListener`s (the proxy,
-// tunnel and SOCKS5 listeners, bound here as root, handed over), or give it a hook called
-// once its listeners are bound; then drop privileges there and remove this limitation.
+//! `-U` and privileged ports: as CNTLM, every listener (proxy, tunnels, SOCKS5) is bound in
+//! step 1, as root, and handed to the proxy, so ports below 1024 work with `-U`. A listener a
+//! SIGHUP adds later is bound by the unprivileged process (a low port then fails, logged).
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -32,7 +27,8 @@ use anyhow::Context;
 use cntlm::cli::Args;
 use cntlm::config::Config;
 use cntlm::config::report::Report;
-use cntlm::shutdown::{ShutdownCoordinator, ShutdownSignal};
+use cntlm::proxy::{PreBound, Proxy};
+use cntlm::shutdown::{ShutdownCoordinator, ShutdownPhase, ShutdownSignal};
 
 use crate::reload::{ConfigSource, ReloadError, ReloadSource, reload_config};
 
@@ -65,37 +61,11 @@ impl RunMode {
     }
 }
 
-/// Test-binds every address the proxy will listen on (proxy, tunnels, SOCKS5), one at a
-/// time, and closes it again, so "address in use" or "permission denied" reaches the
-/// terminal and the exit status before the process detaches. Each probe socket is closed
-/// before the next is bound, so `0.0.0.0:p` and `[::]:p` in one config do not collide with
-/// each other here.
-pub fn probe_listeners(config: &Config) -> anyhow::Result<()> {
-    let addresses = config
-        .listen
-        .iter()
-        .chain(config.tunnels.iter().map(|t| &t.listen))
-        .chain(&config.socks5_listen);
-    for addr in addresses {
-        probe_bind(*addr).with_context(|| format!("cannot listen on {addr}"))?;
-    }
-    Ok(())
-}
-
-/// Binds `addr` the way the proxy's listener does (SO_REUSEADDR, IPv6-only for IPv6),
-/// without listening, then closes it.
-fn probe_bind(addr: SocketAddr) -> std::io::Result<()> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    // On Unix, SO_REUSEADDR still refuses an address some socket listens on: exactly the
-    // conflict we look for, while TIME_WAIT leftovers do not count. (On Windows it would
-    // let us bind over a listener, hiding the conflict, so it is Unix only.)
-    #[cfg(unix)]
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.bind(&addr.into())
+/// Binds every address the proxy will listen on (proxy, tunnels, SOCKS5), so "address in
+/// use" or "permission denied" reaches the terminal and the exit status before the process
+/// detaches, and so the ports are ours before `-U` drops root. The sockets survive the fork.
+pub fn bind_listeners(config: &Config) -> anyhow::Result<PreBound> {
+    Ok(PreBound::bind(config)?)
 }
 
 /// Where log lines go.
@@ -210,13 +180,12 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let mode = RunMode::of(args);
     // 1. Whatever can fail visibly, while stderr is still the terminal.
-    probe_listeners(&config)?;
+    let bound = bind_listeners(&config)?;
     #[cfg(unix)]
     let pid_path = args.pid_file.as_deref().map(check_pid_path).transpose()?;
     #[cfg(unix)]
     if let Some(spec) = &args.run_as {
         cntlm::daemon::UserSpec::parse(spec)?.resolve()?;
-        warn_privileged_ports(&config);
     }
     let target = match (&args.trace, mode) {
         (Some(path), _) => LogTarget::Trace(path.clone()),
@@ -260,7 +229,7 @@ pub fn run(
     }
 
     // 5. Run until stopped.
-    let code = match run_until_stopped(Arc::new(config), reload) {
+    let code = match run_until_stopped(Arc::new(config), bound, reload) {
         Ok(code) => code,
         Err(err) => {
             tracing::error!("{err:#}");
@@ -288,30 +257,6 @@ fn become_service(
         tracing::info!("pid file {} written", pid_file.path().display());
     }
     Ok(pid_file)
-}
-
-/// With `-U`, the proxy binds after root is gone (see the module comment): say so for
-/// ports that usually need root, while the terminal still shows it.
-#[cfg(unix)]
-fn warn_privileged_ports(config: &Config) {
-    if !nix::unistd::geteuid().is_root() {
-        return;
-    }
-    let low: Vec<String> = config
-        .listen
-        .iter()
-        .chain(config.tunnels.iter().map(|t| &t.listen))
-        .chain(&config.socks5_listen)
-        .filter(|addr| addr.port() != 0 && addr.port() < 1024)
-        .map(ToString::to_string)
-        .collect();
-    if !low.is_empty() {
-        eprintln!(
-            "cntlm: warning: -U drops root before the listeners are bound, so {} (below \
-             1024) will likely fail to bind; use a port >= 1024 (see the README)",
-            low.join(", ")
-        );
-    }
 }
 
 /// The start-up lines, in the log the process ends up with.
@@ -352,12 +297,16 @@ enum Stopped {
 
 /// Builds the runtime, runs the proxy until a stop request, and leaves without waiting for
 /// stuck tasks.
-fn run_until_stopped(config: Arc<Config>, reload: ReloadSource) -> anyhow::Result<ExitCode> {
+fn run_until_stopped(
+    config: Arc<Config>,
+    bound: PreBound,
+    reload: ReloadSource,
+) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let outcome = runtime.block_on(supervise(config, reload));
+    let outcome = runtime.block_on(supervise(config, bound, reload));
     runtime.shutdown_timeout(EXIT_GRACE);
     match outcome? {
         Stopped::Finished => {}
@@ -371,13 +320,19 @@ fn run_until_stopped(config: Arc<Config>, reload: ReloadSource) -> anyhow::Resul
 
 /// Installs the signal handlers, then races `cntlm::run` (which stops accepting at the
 /// first SIGTERM/SIGINT) against a second signal and the drain deadline.
-async fn supervise(config: Arc<Config>, reload: ReloadSource) -> anyhow::Result<Stopped> {
+async fn supervise(
+    config: Arc<Config>,
+    bound: PreBound,
+    reload: ReloadSource,
+) -> anyhow::Result<Stopped> {
     let coordinator = ShutdownCoordinator::new(config.limits.shutdown_drain);
     let signal = coordinator.subscribe();
     coordinator
         .spawn_os_signals()
         .context("cannot install the signal handlers")?;
-    tokio::spawn(watch_reloads(signal.clone(), Arc::new(reload)));
+    let proxy = Proxy::from_prebound(config.clone(), bound)?;
+    let (configs_tx, configs) = tokio::sync::watch::channel(config);
+    tokio::spawn(watch_reloads(signal.clone(), Arc::new(reload), configs_tx));
     // Tests wait for this line: from here on SIGTERM is handled, not fatal.
     tracing::info!(
         "pid {}: SIGTERM or SIGINT stops, SIGHUP re-reads the configuration",
@@ -387,7 +342,7 @@ async fn supervise(config: Arc<Config>, reload: ReloadSource) -> anyhow::Result<
     let mut stopping = signal.clone();
     let mut immediate = signal.clone();
     let mut drain = signal;
-    let run = cntlm::run(config, async move { stopping.stopping().await });
+    let run = proxy.serve_reloadable(configs, async move { stopping.stopping().await });
     tokio::select! {
         biased;
         result = run => {
@@ -395,21 +350,34 @@ async fn supervise(config: Arc<Config>, reload: ReloadSource) -> anyhow::Result<
             Ok(Stopped::Finished)
         }
         () = immediate.immediate() => Ok(Stopped::Immediately),
-        () = drain.drain_expired() => Ok(Stopped::DrainDeadline),
+        // A second signal also ends the drain: when it lands between the polls of the two
+        // branches above (another worker thread handles signals), this branch sees it first.
+        () = drain.drain_expired() => Ok(if drain.phase() == ShutdownPhase::Immediate {
+            Stopped::Immediately
+        } else {
+            Stopped::DrainDeadline
+        }),
     }
 }
 
-/// On each SIGHUP: re-read and validate the configuration, and report the outcome.
-async fn watch_reloads(mut signal: ShutdownSignal, source: Arc<ReloadSource>) {
+/// On each SIGHUP: re-read and validate the configuration; a valid one goes to the proxy
+/// (which applies it to new connections), an invalid one is logged and the running one kept.
+async fn watch_reloads(
+    mut signal: ShutdownSignal,
+    source: Arc<ReloadSource>,
+    configs: tokio::sync::watch::Sender<Arc<Config>>,
+) {
     while signal.reload_requested().await {
         let source = source.clone();
         // File I/O and parsing: off the async workers.
         let result = tokio::task::spawn_blocking(move || reload_config(&source)).await;
         match result {
-            Ok(Ok(_config)) => tracing::info!(
-                "configuration valid; applying requires proxy support, so the running \
-                 configuration stays in force"
-            ),
+            Ok(Ok(config)) => {
+                tracing::info!("configuration valid: applying it");
+                if configs.send(Arc::new(config)).is_err() {
+                    return; // the proxy has stopped
+                }
+            }
             Ok(Err(err)) => log_rejected_reload(&err),
             Err(err) => tracing::error!("configuration re-read failed: {err}"),
         }
@@ -454,9 +422,9 @@ mod tests {
             listen: vec![addr],
             ..Config::default()
         };
-        let err = probe_listeners(&config).expect_err("in use");
+        let err = bind_listeners(&config).expect_err("in use");
         assert_eq!(err.to_string(), format!("cannot listen on {addr}"));
         drop(taken);
-        probe_listeners(&config).expect("free again");
+        bind_listeners(&config).expect("free again");
     }
 }

@@ -123,7 +123,12 @@ fn two_users_interleaved_never_share_a_parent_connection() {
         );
     }
     // Every forwarded request was authenticated as the user who sent it.
-    let log = squid.access_log();
+    let forwarded = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("/sender-") && !l.contains("/407 "))
+            .count()
+    };
+    let log = squid.access_log_when(Duration::from_secs(10), |l| forwarded(l) >= 100);
     let mut checked = 0;
     for line in log.lines().filter(|l| l.contains("/sender-")) {
         let fields: Vec<&str> = line.split_whitespace().collect();

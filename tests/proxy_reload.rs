@@ -37,7 +37,12 @@ async fn reloaded_config_applies_to_new_connections_only() {
             "first config: through the parent"
         );
 
-        tx.send(Arc::new(Config::default())).expect("reload"); // no parent: DIRECT
+        // No parent: DIRECT; the same listener (a Listen it does not name would be closed).
+        let reloaded = Config {
+            listen: vec![addr],
+            ..Config::default()
+        };
+        tx.send(Arc::new(reloaded)).expect("reload");
         // The reload task applies it before the next accept is served; a fresh connection
         // retried until it goes DIRECT keeps this free of timing assumptions.
         let mut direct_seen = false;

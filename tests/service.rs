@@ -521,3 +521,57 @@ fn sigterm_with_a_stuck_tunnel_exits_after_the_drain_deadline() {
     assert!(status.success(), "{status}");
     assert!(cntlm.has_seen("cntlm stopped"), "{:#?}", cntlm.seen);
 }
+
+/// A port in 900..1000 that is free now (CNTLM's users run cntlm on low ports with `-U`).
+fn free_privileged_port() -> u16 {
+    use std::hash::{BuildHasher, RandomState};
+    let start = RandomState::new().hash_one(std::process::id()) % 100;
+    (0..100)
+        .map(|i| 900 + u16::try_from((start + i) % 100).expect("below 100"))
+        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port in 900..1000")
+}
+
+/// `-U` after bind: as root, a listener below 1024 is bound before the privileges are
+/// dropped, so it serves (an answer comes back) while the process runs as `nobody`.
+#[test]
+fn u_binds_a_privileged_port_before_dropping_root() {
+    if !is_root() {
+        eprintln!("SKIPPED (not root): -U with a privileged port");
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody")
+        .expect("passwd lookup")
+        .expect("user nobody exists");
+    let port = free_privileged_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut cntlm =
+        Foreground::start(cntlm().args(["-f", "-c", "/dev/null", "-l", &listen, "-U", "nobody"]));
+    cntlm.wait_for(READY).expect("ready");
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", cntlm.pid())).expect("proc status");
+    let uid_line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .expect("Uid line");
+    assert!(
+        uid_line
+            .split_whitespace()
+            .skip(1)
+            .all(|uid| uid == nobody.uid.to_string()),
+        "runs as nobody: {uid_line}"
+    );
+    let mut client = TcpStream::connect(("127.0.0.1", port)).expect("the low port listens");
+    client.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    // Port 9 on loopback refuses: cntlm answers 502 itself, proving the listener serves.
+    write!(
+        client,
+        "GET http://127.0.0.1:9/ HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    .expect("request");
+    let mut head = [0u8; 12];
+    client.read_exact(&mut head).expect("an answer");
+    assert_eq!(&head, b"HTTP/1.1 502", "{:#?}", cntlm.seen);
+    send(cntlm.pid(), Signal::SIGTERM);
+    assert!(cntlm.wait_exit().success());
+}

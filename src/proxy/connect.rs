@@ -127,15 +127,113 @@ async fn via_parents(
     account: Option<&ClientAccount>,
     log: &mut RequestLog,
 ) -> Next {
-    let config = &shared.config;
     let mut out = req;
     out.headers.strip_hop_by_hop(UpgradePolicy::Strip);
     if !out.headers.contains("host") {
         let target = out.target.clone();
         out.headers.push("Host", target);
     }
-    out.headers.substitute(&config.headers);
-    out.headers.push("Proxy-Connection", "keep-alive");
+    out.headers.substitute(&shared.config.headers);
+    // Boxed: the handshake's state is freed before the tunnel starts instead of sizing this
+    // future, which lives as long as the tunnel, by it.
+    let opened = Box::pin(open_via_parents(shared, &out, plan, account)).await;
+    log.via = opened.via;
+    match opened.outcome {
+        ParentOutcome::Open(up) => established_parent(shared, client, up, log).await,
+        ParentOutcome::Answer { up, head, reuse } => {
+            let r = Received {
+                head,
+                upload_complete: true,
+            };
+            Box::pin(relay::relay(
+                shared,
+                ctx,
+                client,
+                up,
+                r,
+                Via::Parent,
+                reuse,
+                log,
+            ))
+            .await
+        }
+        ParentOutcome::Failed { status, message } => fail(client, log, status, &message).await,
+        ParentOutcome::AllDown(e) => {
+            if plan.direct_after
+                && let Some((host, port)) = split_host_port(&out.target, None)
+            {
+                shared.parents.enter_direct_fallback(&e);
+                return direct(shared, client, &host, port, log).await;
+            }
+            fail(client, log, 502, &e.to_string()).await
+        }
+    }
+}
+
+/// How a CONNECT through the parents ended.
+#[derive(Debug)]
+pub enum ParentOutcome {
+    /// The parent answered 2xx: the connection is a tunnel now (bytes it already sent after
+    /// its head are in the connection's buffer).
+    Open(UpstreamConn),
+    /// The parent answered something else (a 403, a final 407, ...): its head, the body
+    /// unread on the connection, and whether the connection may be pooled after it.
+    Answer {
+        /// The parent's response head.
+        head: crate::http::ResponseHead,
+        /// The connection, positioned at the response body.
+        up: UpstreamConn,
+        /// Whether it may go back to the pool once the body is relayed.
+        reuse: Reuse,
+    },
+    /// We failed (or refuse) ourselves: the status and text to answer with.
+    Failed {
+        /// The HTTP status.
+        status: u16,
+        /// Why, for the client.
+        message: String,
+    },
+    /// None of the plan's parents could be reached (the plan may allow DIRECT after them).
+    AllDown(UpstreamError),
+}
+
+/// A [`ParentOutcome`] and the parent it came from (`-` when none was reached).
+#[derive(Debug)]
+pub struct ParentConnect {
+    /// `host:port` of the parent used, for logs.
+    pub via: String,
+    /// What happened.
+    pub outcome: ParentOutcome,
+}
+
+/// Sends the CONNECT request `out` (hop-by-hop fields already stripped, `Host` and header
+/// substitutions applied) through the plan's parents, authenticating on a fresh connection
+/// with the same probe as plain requests (the CONNECT itself carries the Type 1) and the
+/// lockout gate; `account` is the client's own (`-B`), else the configured credentials
+/// apply. The CONNECT handler, `-L` tunnels and the SOCKS5 listener all open their tunnels
+/// here.
+pub async fn open_via_parents(
+    shared: &Shared,
+    out: &RequestHead,
+    plan: &Plan,
+    account: Option<&ClientAccount>,
+) -> ParentConnect {
+    let mut via = "-".to_string();
+    let outcome = parent_attempts(shared, out, plan, account, &mut via).await;
+    ParentConnect { via, outcome }
+}
+
+async fn parent_attempts(
+    shared: &Shared,
+    out: &RequestHead,
+    plan: &Plan,
+    account: Option<&ClientAccount>,
+    via: &mut String,
+) -> ParentOutcome {
+    let config = &shared.config;
+    let mut out = out.clone();
+    out.headers.set("Proxy-Connection", "keep-alive");
+    let failed = |status: u16, message: String| ParentOutcome::Failed { status, message };
     // -B: the client's account, with its own pool identity and lockout count.
     let identity = account.map(ClientAccount::identity);
     let account_gate = account.map(|a| shared.accounts.gate(a));
@@ -181,43 +279,29 @@ async fn via_parents(
                     };
                     UpstreamConn::fresh(s, PoolKey::Parent(p), state).for_identity(identity)
                 }
-                Err(e) => {
-                    if plan.direct_after
-                        && let Some((host, port)) = split_host_port(&out.target, None)
-                    {
-                        shared.parents.enter_direct_fallback(&e);
-                        return direct(shared, client, &host, port, log).await;
-                    }
-                    return fail(client, log, 502, &e.to_string()).await;
-                }
+                Err(e) => return ParentOutcome::AllDown(e),
             },
         };
         if up.auth != AuthState::Fresh {
             slot = None; // no handshake on this one: nothing to bound
         }
         let PoolKey::Parent(parent) = up.key.clone() else {
-            return fail(
-                client,
-                log,
+            return failed(
                 502,
-                "internal error: an origin connection as parent",
-            )
-            .await;
+                "internal error: an origin connection as parent".to_string(),
+            );
         };
         let who = format!("parent {parent}");
-        log.via = parent.to_string();
+        *via = parent.to_string();
         let mut head = out.clone();
         let mut probation = None;
         let mut used = None;
         if up.auth == AuthState::Fresh {
             if type3_sent {
-                return fail(
-                    client,
-                    log,
+                return failed(
                     502,
-                    &format!("{who} dropped the connection we authenticated"),
-                )
-                .await;
+                    format!("{who} dropped the connection we authenticated"),
+                );
             }
             let gate = match &account_gate {
                 Some(g) => g.as_ref(),
@@ -226,7 +310,7 @@ async fn via_parents(
             };
             probation = gate.admit().await;
             if !gate.is_open() {
-                return fail(client, log, 407, handshake::LOCKED_OUT).await;
+                return failed(407, handshake::LOCKED_OUT.to_string());
             }
             // Boxed: the handshake's state is freed before the tunnel starts instead of
             // sizing this future (held for the tunnel's life) by it.
@@ -257,35 +341,25 @@ async fn via_parents(
                 }
                 Ok(ProbeOutcome::Authenticated(resp)) => {
                     drop(probation);
-                    return established_or_relay(shared, ctx, client, up, resp, log).await;
+                    return open_or_answer(up, resp);
                 }
                 Ok(ProbeOutcome::Refused(message)) => {
                     drop(probation);
-                    return fail(client, log, 407, &message).await;
+                    return failed(407, message);
                 }
                 Ok(ProbeOutcome::ParentClosed) => continue,
                 Ok(ProbeOutcome::NoNtlm(resp)) => {
                     drop(probation);
-                    let r = Received {
+                    return ParentOutcome::Answer {
                         head: resp,
-                        upload_complete: true,
-                    };
-                    return Box::pin(relay::relay(
-                        shared,
-                        ctx,
-                        client,
                         up,
-                        r,
-                        Via::Parent,
-                        Reuse::Never,
-                        log,
-                    ))
-                    .await;
+                        reuse: Reuse::Never,
+                    };
                 }
                 Ok(ProbeOutcome::Answer(resp)) => {
                     drop(probation);
                     up.auth = AuthState::NotRequired;
-                    return established_or_relay(shared, ctx, client, up, resp, log).await;
+                    return open_or_answer(up, resp);
                 }
                 Err(e) => {
                     if matches!(e, UpstreamError::Timeout { .. }) {
@@ -294,7 +368,7 @@ async fn via_parents(
                     if e.retry() == Retry::FreshConnection {
                         continue;
                     }
-                    return fail(client, log, e.status(), &e.to_string()).await;
+                    return failed(e.status(), e.to_string());
                 }
             }
         }
@@ -303,7 +377,7 @@ async fn via_parents(
                 continue;
             }
             let e = UpstreamError::Io { who, source };
-            return fail(client, log, 502, &e.to_string()).await;
+            return failed(502, e.to_string());
         }
         let resp = match handshake::read_final(&mut up, &config.limits, &who).await {
             Ok(r) => r,
@@ -314,7 +388,7 @@ async fn via_parents(
                 if matches!(e, UpstreamError::Timeout { .. }) {
                     shared.parents.mark_down(&parent);
                 }
-                return fail(client, log, e.status(), &e.to_string()).await;
+                return failed(e.status(), e.to_string());
             }
         };
         if let Some(s) = used {
@@ -326,67 +400,48 @@ async fn via_parents(
             }
             if resp.status == 407 {
                 drop(probation);
-                let r = Received {
+                return ParentOutcome::Answer {
                     head: resp,
-                    upload_complete: true,
-                };
-                return Box::pin(relay::relay(
-                    shared,
-                    ctx,
-                    client,
                     up,
-                    r,
-                    Via::Parent,
-                    Reuse::Never,
-                    log,
-                ))
-                .await;
+                    reuse: Reuse::Never,
+                };
             }
         } else if resp.status == 407 && up.reused && needs_auth && shared.may_authenticate(&parent)
         {
             continue; // the pooled connection lost its authentication: handshake afresh
         }
         drop(probation);
-        return established_or_relay(shared, ctx, client, up, resp, log).await;
+        return open_or_answer(up, resp);
     }
-    fail(
-        client,
-        log,
+    failed(
         502,
-        "the parent proxy kept closing the connection during authentication",
+        "the parent proxy kept closing the connection during authentication".to_string(),
     )
-    .await
 }
 
-/// A 2xx from the parent opens the tunnel; anything else is relayed as an answer.
-async fn established_or_relay(
+/// A 2xx from the parent opens the tunnel; anything else is an answer to relay.
+fn open_or_answer(up: UpstreamConn, resp: crate::http::ResponseHead) -> ParentOutcome {
+    if (200..300).contains(&resp.status) {
+        // A 2xx to CONNECT has no body, whatever its headers claim (RFC 9110 §9.3.6).
+        ParentOutcome::Open(up)
+    } else {
+        ParentOutcome::Answer {
+            head: resp,
+            up,
+            reuse: Reuse::IfClean,
+        }
+    }
+}
+
+/// Answers the client with our own clean 200 (rather than relay framing fields of the
+/// parent's it must ignore) and splices with the parent's tunnel.
+async fn established_parent(
     shared: &Shared,
-    ctx: &Ctx,
     client: &mut Client,
     mut up: UpstreamConn,
-    resp: crate::http::ResponseHead,
     log: &mut RequestLog,
 ) -> Next {
-    if !(200..300).contains(&resp.status) {
-        let r = Received {
-            head: resp,
-            upload_complete: true,
-        };
-        return Box::pin(relay::relay(
-            shared,
-            ctx,
-            client,
-            up,
-            r,
-            Via::Parent,
-            Reuse::IfClean,
-            log,
-        ))
-        .await;
-    }
-    // A 2xx to CONNECT has no body, whatever its headers claim (RFC 9110 §9.3.6): we answer
-    // with our own clean head rather than relay framing fields the client must ignore.
-    log.status = resp.status;
+    log.status = 200;
     if client.stream.write_all(ESTABLISHED).await.is_err() {
         return Next::Close;
     }

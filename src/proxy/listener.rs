@@ -1,7 +1,11 @@
 //! Accepting clients: bind with a deep backlog, check the ACL before reading a byte, cap the
 //! number of connections with a fast 503, and stop accepting when shutdown is asked.
+//!
+//! The same accept loop serves the HTTP proxy, `-L` tunnels and SOCKS5 listeners ([`Service`]),
+//! so all three get the ACL, the cap and the shutdown drain alike; [`Acceptors`] adds and
+//! closes listeners on reload.
 
-use std::future::Future;
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -11,14 +15,22 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::config::{AclAction, AclRule};
+use crate::config::{AclAction, AclRule, Config, TunnelSpec};
 use crate::proxy::{Shared, respond, session};
+use crate::tunnel;
 
 /// Binds `addr` with `SO_REUSEADDR`, IPv6-only for IPv6 addresses (so `[::]` and `0.0.0.0`
 /// can both be listed) and a backlog of `backlog`.
 pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    TcpListener::from_std(bind_std(addr, backlog)?)
+}
+
+/// [`bind`] without a runtime: a non-blocking std listener, for binding before `-U` drops
+/// the privileges a port below 1024 needs (and before the runtime exists).
+pub fn bind_std(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
@@ -27,7 +39,61 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog.max(1024)).unwrap_or(i32::MAX))?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
+}
+
+/// What a listener serves.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// The HTTP proxy (`Listen` / `-l`).
+    Http,
+    /// A `Tunnel` / `-L` port forward to `host:port`.
+    Tunnel {
+        /// Remote host.
+        host: String,
+        /// Remote port.
+        port: u16,
+    },
+    /// The SOCKS5 proxy (`SOCKS5Proxy` / `-O`).
+    Socks5,
+}
+
+/// One listener as the configuration names it: the address as configured (port 0 stays 0,
+/// so a reload of the same configuration recognises it) and what it serves.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ListenKey {
+    /// The configured address.
+    pub addr: SocketAddr,
+    /// What is served there.
+    pub service: Service,
+}
+
+/// Every listener `config` asks for: the proxy's (127.0.0.1:3128 when none is given, as
+/// CNTLM's customary port), the tunnels', the SOCKS5 ones.
+pub fn wanted(config: &Config) -> Vec<ListenKey> {
+    let mut keys: Vec<ListenKey> = if config.listen.is_empty() {
+        vec![SocketAddr::from(([127, 0, 0, 1], 3128))]
+    } else {
+        config.listen.clone()
+    }
+    .into_iter()
+    .map(|addr| ListenKey {
+        addr,
+        service: Service::Http,
+    })
+    .collect();
+    keys.extend(config.tunnels.iter().map(|t| ListenKey {
+        addr: t.listen,
+        service: Service::Tunnel {
+            host: t.host.clone(),
+            port: t.port,
+        },
+    }));
+    keys.extend(config.socks5_listen.iter().map(|&addr| ListenKey {
+        addr,
+        service: Service::Socks5,
+    }));
+    keys
 }
 
 /// Raises the soft open-file limit to the hard limit: every client costs one or two
@@ -57,52 +123,109 @@ pub fn acl_allows(acl: &[AclRule], client: IpAddr) -> bool {
         .is_none_or(|rule| rule.action == AclAction::Allow)
 }
 
-/// Accepts on every listener until `shutdown`, then waits for sessions to finish for at most
-/// the shutdown drain time.
-pub async fn serve(
+/// The running accept loops, one per listener, sharing the connection cap; listeners can
+/// be added and closed while the others keep serving (a reload).
+pub struct Acceptors {
+    /// The state new connections are served with.
     shared: watch::Receiver<Arc<Shared>>,
-    listeners: Vec<TcpListener>,
-    shutdown: impl Future<Output = ()>,
-    stop_tx: watch::Sender<bool>,
-) {
-    // The cap and the drain time are those of the configuration we started with.
-    let (cap, drain) = {
-        let first = shared.borrow();
-        (
-            first.config.limits.max_connections.max(1),
-            first.config.limits.shutdown_drain,
-        )
-    };
-    let slots = Arc::new(Semaphore::new(cap));
-    let stop_rx = stop_tx.subscribe();
-    let ids = Arc::new(AtomicU64::new(1));
-    let mut loops = Vec::new();
-    for listener in listeners {
-        loops.push(tokio::spawn(accept_loop(
-            shared.clone(),
+    /// The connection cap (sessions, tunnels and SOCKS5 clients alike).
+    slots: Arc<Semaphore>,
+    /// Its size, to wait for every slot at the end of the drain.
+    cap: usize,
+    /// Turns `true` at shutdown: every accept loop stops.
+    stop: watch::Receiver<bool>,
+    /// Connection ids for the log.
+    ids: Arc<AtomicU64>,
+    /// The loops, by listener; each owns its listener, so ending a loop closes it.
+    loops: HashMap<ListenKey, (SocketAddr, JoinHandle<()>)>,
+}
+
+impl Acceptors {
+    /// No loop yet; `cap` connections at most, all loops end when `stop` turns `true`.
+    pub fn new(
+        shared: watch::Receiver<Arc<Shared>>,
+        cap: usize,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        let cap = cap.max(1);
+        Acceptors {
+            shared,
+            slots: Arc::new(Semaphore::new(cap)),
+            cap,
+            stop,
+            ids: Arc::new(AtomicU64::new(1)),
+            loops: HashMap::new(),
+        }
+    }
+
+    /// Starts accepting on `listener` for `key`.
+    pub fn spawn(&mut self, key: ListenKey, listener: TcpListener) {
+        let local = listener.local_addr().unwrap_or(key.addr);
+        let task = tokio::spawn(accept_loop(
+            self.shared.clone(),
             listener,
-            slots.clone(),
-            stop_rx.clone(),
-            ids.clone(),
-        )));
+            key.service.clone(),
+            self.slots.clone(),
+            self.stop.clone(),
+            self.ids.clone(),
+        ));
+        self.loops.insert(key, (local, task));
     }
-    shutdown.await;
-    let _ = stop_tx.send(true);
-    for l in loops {
-        let _ = l.await;
+
+    /// Whether a listener for `key` is running.
+    pub fn contains(&self, key: &ListenKey) -> bool {
+        self.loops.contains_key(key)
     }
-    tracing::info!("stopped accepting; waiting for sessions to finish");
-    let all = u32::try_from(cap).unwrap_or(u32::MAX);
-    let _ = tokio::time::timeout(drain, slots.acquire_many(all)).await;
+
+    /// Stops accepting on every listener not in `keep` and closes it (connections already
+    /// accepted go on).
+    pub async fn retain(&mut self, keep: &[ListenKey]) {
+        let gone: Vec<ListenKey> = self
+            .loops
+            .keys()
+            .filter(|k| !keep.contains(k))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some((local, task)) = self.loops.remove(&key) {
+                task.abort();
+                // Awaited so the listener is closed before a new one may bind its address.
+                let _ = task.await;
+                tracing::info!(listen = %local, service = ?key.service, "listener closed");
+            }
+        }
+    }
+
+    /// The addresses the HTTP proxy listens on (ports resolved), for the loop guard.
+    pub fn http_addrs(&self) -> Vec<SocketAddr> {
+        self.loops
+            .iter()
+            .filter(|(k, _)| k.service == Service::Http)
+            .map(|(_, (local, _))| *local)
+            .collect()
+    }
+
+    /// Waits for the loops (after `stop` turned `true`), then for sessions to finish for at
+    /// most `drain`.
+    pub async fn drain(self, drain: Duration) {
+        for (_, (_, task)) in self.loops {
+            let _ = task.await;
+        }
+        tracing::info!("stopped accepting; waiting for sessions to finish");
+        let all = u32::try_from(self.cap).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(drain, self.slots.acquire_many(all)).await;
+    }
 }
 
 async fn accept_loop(
     configs: watch::Receiver<Arc<Shared>>,
     listener: TcpListener,
+    service: Service,
     slots: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
     ids: Arc<AtomicU64>,
 ) {
+    let local = listener.local_addr().ok();
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => return,
@@ -125,23 +248,31 @@ async fn accept_loop(
             continue;
         }
         let _ = stream.set_nodelay(true);
-        match slots.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let id = ids.fetch_add(1, Ordering::Relaxed);
-                let span = tracing::info_span!("conn", id, client = %peer);
-                let shared = shared.clone();
-                tokio::spawn(
-                    async move {
-                        session::serve(shared, stream, peer).await;
-                        drop(permit);
-                    }
-                    .instrument(span),
-                );
-            }
-            Err(_) => {
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            if service == Service::Http {
                 tokio::spawn(refuse_busy(stream));
             }
-        }
+            continue;
+        };
+        let id = ids.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!("conn", id, client = %peer);
+        let service = service.clone();
+        tokio::spawn(
+            async move {
+                match service {
+                    Service::Http => session::serve(shared, stream, peer).await,
+                    Service::Tunnel { host, port } => {
+                        let listen = local.unwrap_or(peer);
+                        let spec = TunnelSpec { listen, host, port };
+                        tunnel::serve_forward(shared, stream, peer, spec).await;
+                    }
+                    Service::Socks5 => tunnel::serve_socks5(shared, stream, peer).await,
+                }
+                // Held until the connection ends, so the cap and the shutdown drain count it.
+                drop(permit);
+            }
+            .instrument(span),
+        );
     }
 }
 

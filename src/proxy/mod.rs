@@ -4,7 +4,7 @@
 //! - `session`: one client connection, request after request.
 //! - `forward`: one plain request, DIRECT or through a parent (with the NTLM handshake).
 //! - `relay`: one exchange upstream: body streaming, 1xx, relaying the answer, pooling.
-//! - `connect`: CONNECT tunnels and the shared splice.
+//! - `connect`: CONNECT tunnels, `open_via_parents` (which `-L` and SOCKS5 reuse), the splice.
 //! - `handshake`: the NTLM probe and the lockout gate.
 //! - `isa`: the ISA scanner plugin (`-S` / `-G`).
 //! - `ntlm_to_basic`: `-B`, each client's own account from its Basic header.
@@ -48,6 +48,7 @@ use crate::proxy::livepac::LivePac;
 use crate::proxy::plan::CredentialPolicy;
 use crate::route::Router;
 use crate::upstream::{ParentSet, UpstreamPool};
+pub use listener::ListenKey;
 
 /// How long an idle upstream connection stays in the pool (below common parent keep-alive
 /// timeouts, e.g. Squid's `pconn_timeout` of 1 minute, to avoid the idle-close race).
@@ -78,6 +79,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// An unauthenticated SOCKS5 listener off loopback.
+    #[error(transparent)]
+    OpenSocks5(#[from] crate::socks5::Socks5Error),
     /// Gateway mode without any `Allow` rule would open the user's identity to the LAN.
     #[error(
         "gateway mode (Gateway yes / -g) needs at least one Allow rule, e.g. `Allow 192.168.0.0/16` or `-A 10.0.2.0/24`; refusing to lend your credentials to the whole network"
@@ -110,6 +114,9 @@ pub struct Shared {
     pub listening: Vec<SocketAddr>,
     /// Becomes `true` at shutdown: idle keep-alive sessions then close instead of waiting.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// `-s`: one plain request at a time through the proxy (CONNECT, `-L` and SOCKS5
+    /// tunnels stay concurrent); `None` without `-s`.
+    pub serial: Option<tokio::sync::Semaphore>,
     /// Bounds the fresh parent connections being opened and probed at once (see
     /// `HANDSHAKES_IN_FLIGHT`).
     pub handshakes: tokio::sync::Semaphore,
@@ -170,9 +177,49 @@ impl Shared {
             schemes: scheme::SchemeState::new(limits),
             listening,
             stopping,
+            serial: config.serialize.then(|| tokio::sync::Semaphore::new(1)),
             handshakes: tokio::sync::Semaphore::new(HANDSHAKES_IN_FLIGHT),
             config,
         }
+    }
+}
+
+/// Refuses configurations that would lend the user's identity to the network: gateway mode
+/// without an Allow rule, an unauthenticated SOCKS5 listener off loopback.
+pub fn check_exposure(config: &Config) -> Result<(), RunError> {
+    if config.gateway && !config.acl.iter().any(|r| r.action == AclAction::Allow) {
+        return Err(RunError::OpenGateway);
+    }
+    for &addr in &config.socks5_listen {
+        crate::socks5::check_listen_address(addr, &config.socks5_users)?;
+    }
+    Ok(())
+}
+
+/// Every listener of a configuration, bound (and listening) but not yet served: what the
+/// service binds before `-U` drops root, and before the async runtime exists.
+#[derive(Debug)]
+pub struct PreBound {
+    listeners: Vec<(ListenKey, std::net::TcpListener)>,
+}
+
+impl PreBound {
+    /// Checks `config` ([`check_exposure`]) and binds the proxy, tunnel and SOCKS5
+    /// listeners it names; the first failure is returned with its address.
+    pub fn bind(config: &Config) -> Result<Self, RunError> {
+        check_exposure(config)?;
+        let listeners = listener::wanted(config)
+            .into_iter()
+            .map(|key| {
+                listener::bind_std(key.addr, config.limits.backlog)
+                    .map(|l| (key.clone(), l))
+                    .map_err(|source| RunError::Bind {
+                        addr: key.addr,
+                        source,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(PreBound { listeners })
     }
 }
 
@@ -272,7 +319,7 @@ async fn upkeep(
 #[derive(Debug)]
 pub struct Proxy {
     config: Arc<Config>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(ListenKey, TcpListener)>,
     /// Network-change events to react to; `None`: start a `NetworkWatcher` when serving.
     network: Option<watch::Receiver<NetworkGeneration>>,
 }
@@ -280,22 +327,24 @@ pub struct Proxy {
 impl Proxy {
     /// Checks the configuration and binds every listen address (a failure is a startup error).
     pub fn bind(config: Arc<Config>) -> Result<Self, RunError> {
-        if config.gateway && !config.acl.iter().any(|r| r.action == AclAction::Allow) {
-            return Err(RunError::OpenGateway);
-        }
+        let bound = PreBound::bind(&config)?;
+        Self::from_prebound(config, bound)
+    }
+
+    /// Serves listeners bound by [`PreBound::bind`]. Call inside the tokio runtime.
+    pub fn from_prebound(config: Arc<Config>, bound: PreBound) -> Result<Self, RunError> {
+        check_exposure(&config)?;
         listener::raise_open_file_limit();
-        // No Listen at all: CNTLM's customary 127.0.0.1:3128 (it had no default).
-        let default_listen = [SocketAddr::from(([127, 0, 0, 1], 3128))];
-        let listen: &[SocketAddr] = if config.listen.is_empty() {
-            &default_listen
-        } else {
-            &config.listen
-        };
-        let listeners = listen
-            .iter()
-            .map(|&addr| {
-                listener::bind(addr, config.limits.backlog)
-                    .map_err(|source| RunError::Bind { addr, source })
+        let listeners = bound
+            .listeners
+            .into_iter()
+            .map(|(key, l)| {
+                TcpListener::from_std(l)
+                    .map(|l| (key.clone(), l))
+                    .map_err(|source| RunError::Bind {
+                        addr: key.addr,
+                        source,
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Proxy {
@@ -312,23 +361,32 @@ impl Proxy {
         self
     }
 
-    /// The bound addresses (with OS-assigned ports resolved).
+    /// The bound addresses of the HTTP proxy (with OS-assigned ports resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter(|(key, _)| key.service == listener::Service::Http)
+            .filter_map(|(_, l)| l.local_addr().ok())
             .collect()
     }
 
-    /// Wraps listeners bound elsewhere (e.g. before `-U` drops the privileges a low port
-    /// needs); they are made non-blocking here. Call inside the tokio runtime.
+    /// Every bound address with what it serves (tunnels and SOCKS5 included).
+    pub fn bound(&self) -> Vec<(ListenKey, SocketAddr)> {
+        self.listeners
+            .iter()
+            .filter_map(|(key, l)| l.local_addr().ok().map(|a| (key.clone(), a)))
+            .collect()
+    }
+
+    /// Wraps HTTP proxy listeners bound elsewhere (e.g. before `-U` drops the privileges a
+    /// low port needs); they are made non-blocking here, and known by their bound address
+    /// (a reload keeps them only if its `Listen` names that address). Call inside the tokio
+    /// runtime.
     pub fn with_listeners(
         config: Arc<Config>,
         listeners: Vec<std::net::TcpListener>,
     ) -> Result<Self, RunError> {
-        if config.gateway && !config.acl.iter().any(|r| r.action == AclAction::Allow) {
-            return Err(RunError::OpenGateway);
-        }
+        check_exposure(&config)?;
         listener::raise_open_file_limit();
         let listeners = listeners
             .into_iter()
@@ -336,13 +394,18 @@ impl Proxy {
                 let addr = l
                     .local_addr()
                     .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                let key = ListenKey {
+                    addr,
+                    service: listener::Service::Http,
+                };
                 l.set_nonblocking(true)
                     .and_then(|()| TcpListener::from_std(l))
+                    .map(|l| (key, l))
                     .map_err(|source| RunError::Bind { addr, source })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Proxy {
-            config: config.clone(),
+            config,
             listeners,
             network: None,
         })
@@ -356,11 +419,11 @@ impl Proxy {
     }
 
     /// Like `serve`, and each configuration sent on `configs` applies to connections accepted
-    /// from then on (sessions in progress finish on the one they started with, so a reload
-    /// drops nothing). A reload starts a fresh pool, parent health and lockout count (the
-    /// lockout lasts "until reload"). Listen addresses are bound once: changing them needs a
-    /// restart, which is logged. A reloaded gateway configuration without an Allow rule is
-    /// refused and the running one kept.
+    /// from then on (sessions and tunnels in progress finish on the one they started with,
+    /// so a reload drops nothing). A reload starts a fresh pool, parent health and lockout
+    /// count (the lockout lasts "until reload"); listeners it no longer names are closed and
+    /// new ones bound (one that cannot be bound is logged, the rest applies). A reloaded
+    /// configuration that [`check_exposure`] refuses is not applied: the running one stays.
     pub async fn serve_reloadable(
         self,
         mut configs: tokio::sync::watch::Receiver<Arc<Config>>,
@@ -385,37 +448,114 @@ impl Proxy {
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let first = Arc::new(Shared::new(self.config, listening.clone(), stop_rx.clone()));
+        let limits = first.config.limits.clone();
         first.start(network.clone()).await;
-        if first.parents.is_empty() && first.pac.is_none() {
-            tracing::info!(listen = ?listening, "no parent proxy configured: working DIRECT");
-        } else {
-            tracing::info!(listen = ?listening, parents = ?first.config.parents.iter().map(ToString::to_string).collect::<Vec<_>>(), "proxy listening");
-        }
+        announce(&first, &self.listeners);
         let (shared_tx, shared_rx) = tokio::sync::watch::channel(first);
         configs.mark_unchanged();
-        let reloads = tokio::spawn(async move {
-            while configs.changed().await.is_ok() {
-                let config = configs.borrow_and_update().clone();
-                if config.gateway && !config.acl.iter().any(|r| r.action == AclAction::Allow) {
-                    tracing::error!("reloaded configuration refused: {}", RunError::OpenGateway);
-                    continue;
+        let mut acceptors =
+            listener::Acceptors::new(shared_rx, limits.max_connections, stop_rx.clone());
+        for (key, l) in self.listeners {
+            acceptors.spawn(key, l);
+        }
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                changed = configs.changed() => {
+                    if changed.is_err() {
+                        // Nobody can send a reload any more: serve until shutdown.
+                        shutdown.as_mut().await;
+                        break;
+                    }
+                    let config = configs.borrow_and_update().clone();
+                    let events = network.clone();
+                    apply_reload(config, &mut acceptors, &shared_tx, &stop_rx, events).await;
                 }
-                if config.listen != shared_tx.borrow().config.listen {
-                    tracing::warn!("Listen changed: the new addresses take effect after a restart");
-                }
-                let next = Arc::new(Shared::new(config, listening.clone(), stop_rx.clone()));
-                let mut events = network.clone();
-                if let Some(events) = events.as_mut() {
-                    events.mark_unchanged();
-                }
-                next.start(events).await;
-                let _ = shared_tx.send(next);
-                tracing::info!("configuration reloaded: new connections use it");
             }
-        });
-        listener::serve(shared_rx, self.listeners, shutdown, stop_tx).await;
-        reloads.abort();
+        }
+        let _ = stop_tx.send(true);
+        acceptors.drain(limits.shutdown_drain).await;
         Ok(())
+    }
+}
+
+/// Applies a reloaded configuration: closes the listeners it drops, binds the ones it adds,
+/// then serves new connections with it.
+async fn apply_reload(
+    config: Arc<Config>,
+    acceptors: &mut listener::Acceptors,
+    shared_tx: &tokio::sync::watch::Sender<Arc<Shared>>,
+    stop_rx: &tokio::sync::watch::Receiver<bool>,
+    mut network: Option<watch::Receiver<NetworkGeneration>>,
+) {
+    if let Err(e) = check_exposure(&config) {
+        tracing::error!("reloaded configuration refused, keeping the running one: {e}");
+        return;
+    }
+    let wanted = listener::wanted(&config);
+    // Closed first, so an address that moves from one service to another can be bound.
+    acceptors.retain(&wanted).await;
+    let mut added = Vec::new();
+    for key in wanted.into_iter().filter(|k| !acceptors.contains(k)) {
+        match listener::bind(key.addr, config.limits.backlog) {
+            Ok(l) => added.push((key, l)),
+            // With -U, a port below 1024 cannot be bound any more: say so, serve the rest.
+            Err(e) => {
+                tracing::error!(listen = %key.addr, service = ?key.service, error = %e, "reload: cannot listen")
+            }
+        }
+    }
+    let mut listening = acceptors.http_addrs();
+    listening.extend(
+        added
+            .iter()
+            .filter(|(k, _)| k.service == listener::Service::Http)
+            .filter_map(|(_, l)| l.local_addr().ok()),
+    );
+    let next = Arc::new(Shared::new(config, listening, stop_rx.clone()));
+    if let Some(events) = network.as_mut() {
+        events.mark_unchanged();
+    }
+    next.start(network).await;
+    announce(&next, &added);
+    let _ = shared_tx.send(next);
+    for (key, l) in added {
+        acceptors.spawn(key, l);
+    }
+    tracing::info!("configuration reloaded: new connections use it");
+}
+
+/// Logs what is being served: the parents (or DIRECT), each listener, and CNTLM's warning
+/// for a SOCKS5 listener without users.
+fn announce(shared: &Shared, listeners: &[(ListenKey, TcpListener)]) {
+    let addr = |l: &TcpListener, key: &ListenKey| l.local_addr().unwrap_or(key.addr);
+    let http: Vec<SocketAddr> = listeners
+        .iter()
+        .filter(|(k, _)| k.service == listener::Service::Http)
+        .map(|(k, l)| addr(l, k))
+        .collect();
+    if !http.is_empty() {
+        if shared.parents.is_empty() && shared.pac.is_none() {
+            tracing::info!(listen = ?http, "no parent proxy configured: working DIRECT");
+        } else {
+            tracing::info!(listen = ?http, parents = ?shared.config.parents.iter().map(ToString::to_string).collect::<Vec<_>>(), "proxy listening");
+        }
+    }
+    for (key, l) in listeners {
+        match &key.service {
+            listener::Service::Http => {}
+            listener::Service::Tunnel { host, port } => {
+                tracing::info!(listen = %addr(l, key), target = %format!("{host}:{port}"), "tunnel listening");
+            }
+            listener::Service::Socks5 => {
+                tracing::info!(listen = %addr(l, key), "SOCKS5 proxy listening");
+                if shared.config.socks5_users.is_empty() {
+                    // CNTLM's own words, which users grep for.
+                    tracing::warn!("SOCKS5 proxy will NOT require any authentication");
+                }
+            }
+        }
     }
 }
 

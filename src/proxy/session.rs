@@ -132,6 +132,12 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         let next = if head.method.eq_ignore_ascii_case("CONNECT") {
             Box::pin(connect::serve(&shared, &mut client, head)).await
         } else {
+            // -s: the permit is held for the whole exchange, response body included. The
+            // semaphore is never closed, so acquiring cannot fail.
+            let _serial = match &shared.serial {
+                Some(serial) => serial.acquire().await.ok(),
+                None => None,
+            };
             Box::pin(forward::serve(&shared, &mut client, head)).await
         };
         if next == Next::Close {

@@ -431,6 +431,20 @@ impl Squid {
         read_lossy(&self.dir.path().join("access.log"))
     }
 
+    /// The access log once `done` holds for it, or as it is after `timeout`. Squid writes a
+    /// transaction's line only after the client already has the response, so a test that
+    /// counts lines right after its last request must wait for the writes to land.
+    pub fn access_log_when(&self, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.access_log();
+            if done(&log) || Instant::now() >= deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Requests in the access log that Squid forwarded (not its own 407s).
     pub fn forwarded_requests(&self) -> usize {
         self.access_log()

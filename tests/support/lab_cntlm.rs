@@ -89,6 +89,32 @@ impl Cntlm {
     pub fn scratch(&self) -> &Path {
         self.dir.path()
     }
+
+    /// The process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
+    /// Rewrites the config file as [`Cntlm::start`] wrote it (same `Listen` line) with
+    /// `config` after it, for a SIGHUP reload.
+    pub fn rewrite_config(&self, config: &str) {
+        let conf = self.dir.path().join("cntlm.conf");
+        fs::write(&conf, format!("Listen 127.0.0.1:{}\n{config}", self.port))
+            .expect("rewrite cntlm.conf");
+    }
+
+    /// Waits (up to a minute) until the log holds `needle` at least `count` times; false if
+    /// it never does.
+    pub fn wait_for_log(&self, needle: &str, count: usize) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if self.log().matches(needle).count() >= count {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
 }
 
 /// The binary under test: ours, or the one named by `CNTLM_LAB_BIN` (e.g. Debian's CNTLM
