@@ -67,9 +67,11 @@ async fn handle(
         upgrade: false,
         isa: None,
     };
-    let plan = plan::decide(shared, &plan::connect_url(&host, port), &host).await;
+    // Boxed, like the SOCKS5 hop below: their states would otherwise size this future,
+    // which lives as long as the tunnel.
+    let plan = Box::pin(plan::decide(shared, &plan::connect_url(&host, port), &host)).await;
     if !plan.socks.is_empty() {
-        match socks_hop::connect(shared, &plan.socks, &host, port).await {
+        match Box::pin(socks_hop::connect(shared, &plan.socks, &host, port)).await {
             Ok((parent, mut up)) => {
                 log.via = format!("SOCKS5 {parent}");
                 return established(shared, client, &mut up, log).await;
