@@ -446,11 +446,29 @@ impl Squid {
     }
 
     /// Requests in the access log that Squid forwarded (not its own 407s).
+    ///
+    /// Squid writes a line just after the client has its response, so the count is read
+    /// until it has held still for 100 ms (at most 2 s): a test that counts right after its
+    /// last request would otherwise race the last write.
     pub fn forwarded_requests(&self) -> usize {
-        self.access_log()
-            .lines()
-            .filter(|l| !l.contains("/407 ") && !l.contains("NONE_NONE/"))
-            .count()
+        let count = || {
+            self.access_log()
+                .lines()
+                .filter(|l| !l.contains("/407 ") && !l.contains("NONE_NONE/"))
+                .count()
+        };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut last = count();
+        let mut still_since = Instant::now();
+        while Instant::now() < deadline && still_since.elapsed() < Duration::from_millis(100) {
+            std::thread::sleep(Duration::from_millis(20));
+            let now = count();
+            if now != last {
+                last = now;
+                still_since = Instant::now();
+            }
+        }
+        last
     }
 
     /// Squid's cache.log, for diagnostics.
