@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use crate::http::body::BodyKind;
 use crate::http::head::RequestHead;
 use crate::http::headers::UpgradePolicy;
+use crate::proxy::checkout::{Checkout, Handshake};
 use crate::proxy::forward::{self, fail};
 use crate::proxy::handshake::{self, ProbeOutcome};
 use crate::proxy::ntlm_to_basic::{self, ClientAccount};
@@ -242,51 +243,18 @@ async fn parent_attempts(
     let needs_auth = account.is_some() || scheme::may_authenticate(&config.auth);
     let mut type3_sent = false;
     for _ in 0..4 {
-        // Only the preferred parent's pool: pooled connections to a fallback parent must
-        // not keep traffic away from the first parent once its back-off has passed.
-        let checkout = || {
-            shared
-                .parents
-                .candidates_among(&plan.parents)
-                .first()
-                .and_then(|p| {
-                    shared
-                        .pool
-                        .checkout_as(&PoolKey::Parent(p.clone()), identity)
-                })
+        let handshake = if needs_auth {
+            Handshake::Wanted
+        } else {
+            Handshake::NotWanted
         };
-        // A fresh connection that will need a handshake waits for a slot; one checked into
-        // the pool meanwhile is taken instead (`HANDSHAKES_IN_FLIGHT`).
-        let mut slot = None;
-        let pooled = match checkout() {
-            Some(c) => Some(c),
-            None if needs_auth => {
-                slot = shared.handshakes.acquire().await.ok();
-                let again = checkout();
-                if again.is_some() {
-                    slot = None;
-                }
-                again
-            }
-            None => None,
+        let (mut up, slot) = match shared
+            .parent_connection(&plan.parents, identity, handshake)
+            .await
+        {
+            Ok(Checkout { conn, slot }) => (conn, slot),
+            Err(e) => return ParentOutcome::AllDown(e),
         };
-        let mut up = match pooled {
-            Some(c) => c,
-            None => match shared.parents.connect_among(&plan.parents).await {
-                Ok((p, s)) => {
-                    let state = if needs_auth && shared.may_authenticate(&p) {
-                        AuthState::Fresh
-                    } else {
-                        AuthState::NotRequired
-                    };
-                    UpstreamConn::fresh(s, PoolKey::Parent(p), state).for_identity(identity)
-                }
-                Err(e) => return ParentOutcome::AllDown(e),
-            },
-        };
-        if up.auth != AuthState::Fresh {
-            slot = None; // no handshake on this one: nothing to bound
-        }
         let PoolKey::Parent(parent) = up.key.clone() else {
             return failed(
                 502,

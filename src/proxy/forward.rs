@@ -12,6 +12,7 @@ use crate::http::Version;
 use crate::http::body::{BodyError, BodyKind, copy_body, request_body, response_body};
 use crate::http::head::{RequestHead, ResponseHead};
 use crate::http::headers::UpgradePolicy;
+use crate::proxy::checkout::{Checkout, Handshake};
 use crate::proxy::handshake::{self, ProbeOutcome, response_keeps_alive};
 use crate::proxy::isa;
 use crate::proxy::ntlm_to_basic::{self, ClientAccount};
@@ -294,59 +295,26 @@ async fn via_parents(
     let mut type3_sent = false;
     let mut skip_auth = false;
     for _ in 0..4 {
-        // Only the preferred parent's pool: pooled connections to a fallback parent must
-        // not keep traffic away from the first parent once its back-off has passed.
-        let checkout = || {
-            shared
-                .parents
-                .candidates_among(&plan.parents)
-                .first()
-                .and_then(|p| {
-                    shared
-                        .pool
-                        .checkout_as(&PoolKey::Parent(p.clone()), identity)
-                })
+        let handshake = if needs_auth && !skip_auth {
+            Handshake::Wanted
+        } else {
+            Handshake::NotWanted
         };
-        // A fresh connection that will need a handshake waits for a slot; one checked into
-        // the pool meanwhile is taken instead (`HANDSHAKES_IN_FLIGHT`).
-        let mut slot = None;
-        let pooled = match checkout() {
-            Some(c) => Some(c),
-            None if needs_auth => {
-                slot = shared.handshakes.acquire().await.ok();
-                let again = checkout();
-                if again.is_some() {
-                    slot = None;
+        let (mut up, slot) = match shared
+            .parent_connection(&plan.parents, identity, handshake)
+            .await
+        {
+            Ok(Checkout { conn, slot }) => (conn, slot),
+            Err(e) => {
+                if plan.direct_after {
+                    shared.parents.enter_direct_fallback(&e);
+                    let mut out = out;
+                    out.headers.remove("proxy-connection");
+                    return direct(shared, ctx, client, out, target, log).await;
                 }
-                again
+                return fail(client, log, 502, &e.to_string()).await;
             }
-            None => None,
         };
-        let mut up = match pooled {
-            Some(c) => c,
-            None => match shared.parents.connect_among(&plan.parents).await {
-                Ok((p, s)) => {
-                    let state = if needs_auth && !skip_auth && shared.may_authenticate(&p) {
-                        AuthState::Fresh
-                    } else {
-                        AuthState::NotRequired
-                    };
-                    UpstreamConn::fresh(s, PoolKey::Parent(p), state).for_identity(identity)
-                }
-                Err(e) => {
-                    if plan.direct_after {
-                        shared.parents.enter_direct_fallback(&e);
-                        let mut out = out;
-                        out.headers.remove("proxy-connection");
-                        return direct(shared, ctx, client, out, target, log).await;
-                    }
-                    return fail(client, log, 502, &e.to_string()).await;
-                }
-            },
-        };
-        if up.auth != AuthState::Fresh {
-            slot = None; // no handshake on this one: nothing to bound
-        }
         let PoolKey::Parent(parent) = up.key.clone() else {
             return fail(
                 client,

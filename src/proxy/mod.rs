@@ -8,6 +8,7 @@
 //! - `handshake`: the NTLM probe and the lockout gate.
 //! - `isa`: the ISA scanner plugin (`-S` / `-G`).
 //! - `ntlm_to_basic`: `-B`, each client's own account from its Basic header.
+//! - `checkout`: a parent connection for one request (pooled, or fresh with a handshake slot).
 //! - `scheme`: choosing the scheme from the parent's offer; Negotiate and Basic.
 //! - `respond`: the short text answers we make ourselves (errors, 407 lockout).
 //! - `target`: request-target parsing and the loop guard.
@@ -16,6 +17,7 @@
 //! - `pacserve`: `GET /proxy.pac` on our own address.
 //! - `explain`: `cntlm --route URL`.
 
+pub mod checkout;
 pub mod connect;
 pub mod explain;
 pub mod forward;
