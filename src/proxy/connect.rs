@@ -327,6 +327,7 @@ async fn parent_attempts(
                     };
                 }
                 Ok(ProbeOutcome::Answer(resp)) => {
+                    gate.not_needed();
                     drop(probation);
                     up.auth = AuthState::NotRequired;
                     return open_or_answer(up, resp);

@@ -390,6 +390,7 @@ async fn via_parents(
                     return relay(shared, ctx, client, up, r, Via::Parent, Reuse::Never, log).await;
                 }
                 Ok(ProbeOutcome::Answer(resp)) => {
+                    gate.not_needed();
                     up.auth = AuthState::NotRequired;
                     if ctx.body == BodyKind::None && !is_head {
                         // A body-less request's probe is the request itself: this is the answer.

@@ -89,6 +89,14 @@ impl AuthGate {
         self.proven.store(true, Ordering::Relaxed);
         self.failures.store(0, Ordering::Relaxed);
     }
+
+    /// The parent answered without asking for credentials: nothing can be locked out by
+    /// letting handshakes run side by side, so later ones stop queueing behind each other.
+    /// The count of rejections stays (it is only reset by an accepted Type 3), and the next
+    /// rejection puts the gate back on probation.
+    pub fn not_needed(&self) {
+        self.proven.store(true, Ordering::Relaxed);
+    }
 }
 
 /// What the client is told while the gate is closed.
@@ -380,5 +388,27 @@ mod tests {
         assert!(gate.is_open(), "the count is of consecutive rejections");
         gate.rejected("p");
         assert!(!gate.is_open());
+    }
+
+    #[tokio::test]
+    async fn a_parent_that_needs_no_credentials_ends_the_probation_queue_but_not_the_count() {
+        let gate = AuthGate::new(3);
+        let first = gate.admit().await;
+        assert!(first.is_some(), "on probation: handshakes one at a time");
+        gate.not_needed();
+        drop(first);
+        assert!(
+            gate.admit().await.is_none(),
+            "no queue once no auth is needed"
+        );
+        gate.rejected("p");
+        gate.rejected("p");
+        gate.not_needed();
+        gate.rejected("p");
+        assert!(!gate.is_open(), "not_needed does not forgive rejections");
+        assert!(
+            gate.admit().await.is_some(),
+            "a rejection puts the gate on probation"
+        );
     }
 }

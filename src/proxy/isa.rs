@@ -273,7 +273,7 @@ pub async fn intercept(
         );
         return Intercept::NotScanner;
     }
-    tracing::info!(url = %candidate.request.target, total, "ISA scanner page: waiting for the scanned file");
+    tracing::info!(url = %crate::proxy::target::without_userinfo(&candidate.request.target), total, "ISA scanner page: waiting for the scanned file");
     log.status = 200;
     if client
         .stream
@@ -357,6 +357,14 @@ async fn fetch_file(
     head.headers.remove("content-length");
     head.headers.remove("transfer-encoding");
     head.headers.set("Host", url.authority.as_bytes());
+    // The link comes from a page the parent served: the client's credentials for the site
+    // it asked for never go to another host named there.
+    let same_origin =
+        url.host.eq_ignore_ascii_case(&candidate.url.host) && url.port == candidate.url.port;
+    if !same_origin {
+        head.headers.remove("authorization");
+        head.headers.remove("cookie");
+    }
     head.target = match via {
         Via::Parent => {
             head.headers.set("Proxy-Connection", "keep-alive");
@@ -364,9 +372,7 @@ async fn fetch_file(
         }
         // DIRECT, the connection leads to the requested origin only.
         Via::Direct => {
-            let same = url.host.eq_ignore_ascii_case(&candidate.url.host)
-                && url.port == candidate.url.port;
-            if !same {
+            if !same_origin {
                 return None;
             }
             url.path.clone()

@@ -79,7 +79,7 @@ impl RequestLog {
         RequestLog {
             client,
             method: head.method.clone(),
-            target: head.target.clone(),
+            target: crate::proxy::target::without_userinfo(&head.target).into_owned(),
             status: 0,
             via: "-".to_string(),
             bytes: 0,

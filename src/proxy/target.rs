@@ -103,6 +103,20 @@ pub fn names_us(host: &str, port: u16, listening: &[SocketAddr]) -> bool {
     })
 }
 
+/// `target` for a log line: an absolute URL's user info (`user:password@`) replaced by `***@`,
+/// so a password a client put in a URL never reaches the log.
+pub fn without_userinfo(target: &str) -> std::borrow::Cow<'_, str> {
+    let Some(scheme_end) = target.find("://") else {
+        return target.into();
+    };
+    let rest = &target[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &target[..scheme_end + 3], &rest[at..]).into(),
+        None => target.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +154,19 @@ mod tests {
         assert!(names_us("127.0.0.2", 3128, &l));
         assert!(!names_us("127.0.0.1", 80, &l));
         assert!(!names_us("example.com", 3128, &l));
+    }
+
+    #[test]
+    fn log_lines_never_carry_a_urls_password() {
+        assert_eq!(
+            without_userinfo("http://alice:s3cret@example.com/p?q=a@b"),
+            "http://***@example.com/p?q=a@b"
+        );
+        assert_eq!(
+            without_userinfo("http://example.com/a@b"),
+            "http://example.com/a@b"
+        );
+        assert_eq!(without_userinfo("example.com:443"), "example.com:443");
+        assert_eq!(without_userinfo("ftp://u@h"), "ftp://***@h");
     }
 }
