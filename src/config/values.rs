@@ -133,6 +133,15 @@ pub fn parse_listen(text: &str) -> Result<ListenSpec, ValueError> {
 /// `Proxy` / positional arguments: `host:port`, `[v6]:port` or `host port`.
 pub fn parse_proxy(text: &str) -> Result<ParentProxy, ValueError> {
     let text = text.trim();
+    // `user:password@proxy:8080` is a common mistake (credentials belong in Username and
+    // Password): say so without repeating the password in the error.
+    if text.contains('@') {
+        return Err(invalid(
+            "<user info>@…",
+            "a proxy address without user:password@ (use Username and Password)",
+            PROXY_SYNTAX,
+        ));
+    }
     let (host, port) = match text.split_once(|c: char| c.is_ascii_whitespace()) {
         Some((host, port)) => (host, port.trim()),
         None => match split_colons(text).as_slice() {
@@ -409,6 +418,8 @@ mod tests {
         ] {
             assert!(parse_proxy(bad).is_err(), "{bad}");
         }
+        let err = parse_proxy("alice:s3cret@proxy.corp:8080").expect_err("user info refused");
+        assert!(!format!("{err}").contains("s3cret"), "{err}");
     }
 
     #[test]
