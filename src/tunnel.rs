@@ -344,6 +344,10 @@ pub async fn serve_socks5(shared: Arc<Shared>, client: TcpStream, peer: SocketAd
         }
     };
     let users = &shared.config.socks5_users;
+    // The client side gets the idle limit too: a client that stops reading leaves the splice
+    // waiting on a write to it, where the upstream side's limit is never polled.
+    let idle = shared.config.limits.tunnel_idle;
+    let client = TunnelStream::new(client, BytesMut::new(), String::new(), idle);
     match socks5::serve_connection(client, users, SOCKS5_HANDSHAKE, connector).await {
         Ok(session) => tracing::info!(
             client = %peer,
@@ -394,6 +398,20 @@ mod tests {
         let mut t = TunnelStream::new(ours, BytesMut::new(), "p".into(), Duration::from_secs(300));
         let mut buf = [0u8; 8];
         let err = t.read(&mut buf).await.expect_err("idle");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stops_reading_times_out_the_write_after_the_idle_limit() {
+        use tokio::io::AsyncWriteExt;
+        let (ours, _theirs) = pair().await; // `_theirs` never reads
+        let mut t = TunnelStream::new(ours, BytesMut::new(), "p".into(), Duration::from_secs(300));
+        let chunk = vec![0u8; 64 * 1024];
+        let err = loop {
+            if let Err(e) = t.write_all(&chunk).await {
+                break e;
+            }
+        };
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     }
 
