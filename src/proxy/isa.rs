@@ -275,12 +275,7 @@ pub async fn intercept(
     }
     tracing::info!(url = %crate::proxy::target::without_userinfo(&candidate.request.target), total, "ISA scanner page: waiting for the scanned file");
     log.status = 200;
-    if client
-        .stream
-        .write_all(b"HTTP/1.1 200 OK\r\n")
-        .await
-        .is_err()
-    {
+    if !send(client, b"HTTP/1.1 200 OK\r\n", idle).await {
         return Intercept::Done(Next::Close);
     }
     let Some(page) = read_page(up, kind, idle, client).await else {
@@ -296,7 +291,7 @@ pub async fn intercept(
         Some(file) => forward_file(ctx, client, up, file, idle, log).await,
         None => {
             tracing::info!("ISA scanner page without a usable link: forwarded unchanged");
-            forward_page(ctx, client, resp, kind, &page, log).await
+            forward_page(ctx, client, (resp, kind), &page, idle, log).await
         }
     };
     Intercept::Done(next)
@@ -332,7 +327,7 @@ async fn read_page(
             let steps = scan(&payload(kind, &page)).steps;
             for (done, total) in steps.iter().skip(reported) {
                 let line = format!("ISA-Scanner: {done} of {total}\r\n");
-                if client.stream.write_all(line.as_bytes()).await.is_err() {
+                if !send(client, line.as_bytes(), idle).await {
                     return None;
                 }
             }
@@ -400,6 +395,15 @@ fn resolve(base: &Target, link: &str) -> Option<Target> {
 }
 
 /// The rest of the file's head (its status line is already out) and its body.
+/// Writes `bytes` to the client, giving up after `idle` (a client that stopped reading must
+/// not pin the session).
+async fn send(client: &mut Client, bytes: &[u8], idle: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(idle, client.stream.write_all(bytes)).await,
+        Ok(Ok(()))
+    )
+}
+
 async fn forward_file(
     ctx: &Ctx,
     client: &mut Client,
@@ -420,7 +424,7 @@ async fn forward_file(
     let mut out = Vec::new();
     head.headers.write_to(&mut out);
     out.extend_from_slice(b"\r\n");
-    if client.stream.write_all(&out).await.is_err() {
+    if !send(client, &out, idle).await {
         return Next::Close;
     }
     match copy_body(&mut up.stream, &mut up.buf, &mut client.stream, kind, idle).await {
@@ -435,9 +439,9 @@ async fn forward_file(
 async fn forward_page(
     ctx: &Ctx,
     client: &mut Client,
-    resp: &ResponseHead,
-    kind: BodyKind,
+    (resp, kind): (&ResponseHead, BodyKind),
     page: &[u8],
+    idle: Duration,
     log: &mut RequestLog,
 ) -> Next {
     let mut head = resp.clone();
@@ -453,7 +457,7 @@ async fn forward_page(
     head.headers.write_to(&mut out);
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(page);
-    if client.stream.write_all(&out).await.is_err() {
+    if !send(client, &out, idle).await {
         return Next::Close;
     }
     log.bytes = page.len() as u64;
