@@ -306,12 +306,20 @@ pub async fn load_pac(
     match source {
         PacSource::File(path) => {
             let owned = path.clone();
-            let read = tokio::task::spawn_blocking(move || std::fs::read(owned))
-                .await
-                .map_err(|e| PacFetchError::File {
-                    path: path.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                })?;
+            // At most one byte past the limit: a huge file (or /dev/zero) is refused, not read.
+            let read = tokio::task::spawn_blocking(move || {
+                use std::io::Read;
+                let mut bytes = Vec::new();
+                std::fs::File::open(owned)?
+                    .take(MAX_PAC_SIZE as u64 + 1)
+                    .read_to_end(&mut bytes)?;
+                Ok::<_, std::io::Error>(bytes)
+            })
+            .await
+            .map_err(|e| PacFetchError::File {
+                path: path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
             let bytes = read.map_err(|source| PacFetchError::File {
                 path: path.clone(),
                 source,

@@ -258,3 +258,13 @@ fn sources_and_urls_parse() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_endless_pac_file_is_refused_not_read_whole() {
+    let source = PacSource::File(PathBuf::from("/dev/zero"));
+    let result = load_pac(&source, std::time::Duration::from_secs(5)).await;
+    assert!(
+        matches!(result, Err(PacFetchError::TooLarge { .. })),
+        "{result:?}"
+    );
+}
