@@ -210,6 +210,26 @@ fn map_httparse(e: httparse::Error, limits: &HeadLimits) -> HeadError {
     }
 }
 
+/// httparse's verdict checked against the head size limit: `Some(consumed)` when the head
+/// is complete, `None` when more bytes are needed (and may still fit).
+fn complete_within(
+    status: httparse::Status<usize>,
+    buffered: usize,
+    limits: &HeadLimits,
+) -> Result<Option<usize>, HeadError> {
+    let size = match status {
+        httparse::Status::Partial => buffered,
+        httparse::Status::Complete(n) => n,
+    };
+    if size > limits.head {
+        return Err(HeadError::HeadTooLarge { limit: limits.head });
+    }
+    Ok(match status {
+        httparse::Status::Partial => None,
+        httparse::Status::Complete(n) => Some(n),
+    })
+}
+
 impl RequestHead {
     /// Parses a request head at the start of `buf`: `Ok(Some((head, consumed)))` when it is
     /// complete, `Ok(None)` when more bytes are needed.
@@ -217,26 +237,17 @@ impl RequestHead {
         check_lines(buf, limits)?;
         let mut fields = vec![httparse::EMPTY_HEADER; limits.fields];
         let mut req = httparse::Request::new(&mut fields);
-        match req.parse(buf).map_err(|e| map_httparse(e, limits))? {
-            httparse::Status::Partial => {
-                if buf.len() > limits.head {
-                    return Err(HeadError::HeadTooLarge { limit: limits.head });
-                }
-                Ok(None)
-            }
-            httparse::Status::Complete(n) => {
-                if n > limits.head {
-                    return Err(HeadError::HeadTooLarge { limit: limits.head });
-                }
-                let head = RequestHead {
-                    method: req.method.unwrap_or_default().to_string(),
-                    target: req.path.unwrap_or_default().to_string(),
-                    version: Version::from_minor(req.version.unwrap_or(1)),
-                    headers: collect(req.headers),
-                };
-                Ok(Some((head, n)))
-            }
-        }
+        let status = req.parse(buf).map_err(|e| map_httparse(e, limits))?;
+        let Some(n) = complete_within(status, buf.len(), limits)? else {
+            return Ok(None);
+        };
+        let head = RequestHead {
+            method: req.method.unwrap_or_default().to_string(),
+            target: req.path.unwrap_or_default().to_string(),
+            version: Version::from_minor(req.version.unwrap_or(1)),
+            headers: collect(req.headers),
+        };
+        Ok(Some((head, n)))
     }
 
     /// Writes the head: request line, fields in order, empty line.
@@ -264,29 +275,20 @@ impl ResponseHead {
     pub fn parse(buf: &[u8], limits: &HeadLimits) -> Result<Option<(Self, usize)>, HeadError> {
         let mut fields = vec![httparse::EMPTY_HEADER; limits.fields];
         let mut resp = httparse::Response::new(&mut fields);
-        match resp.parse(buf).map_err(|e| map_httparse(e, limits))? {
-            httparse::Status::Partial => {
-                if buf.len() > limits.head {
-                    return Err(HeadError::HeadTooLarge { limit: limits.head });
-                }
-                Ok(None)
-            }
-            httparse::Status::Complete(n) => {
-                if n > limits.head {
-                    return Err(HeadError::HeadTooLarge { limit: limits.head });
-                }
-                let head = ResponseHead {
-                    version: Version::from_minor(resp.version.unwrap_or(1)),
-                    status: resp.code.unwrap_or(0),
-                    reason: resp.reason.unwrap_or_default().to_string(),
-                    headers: collect(resp.headers),
-                };
-                if !(100..=999).contains(&head.status) {
-                    return Err(HeadError::Malformed("invalid status"));
-                }
-                Ok(Some((head, n)))
-            }
+        let status = resp.parse(buf).map_err(|e| map_httparse(e, limits))?;
+        let Some(n) = complete_within(status, buf.len(), limits)? else {
+            return Ok(None);
+        };
+        let head = ResponseHead {
+            version: Version::from_minor(resp.version.unwrap_or(1)),
+            status: resp.code.unwrap_or(0),
+            reason: resp.reason.unwrap_or_default().to_string(),
+            headers: collect(resp.headers),
+        };
+        if !(100..=999).contains(&head.status) {
+            return Err(HeadError::Malformed("invalid status"));
         }
+        Ok(Some((head, n)))
     }
 
     /// Writes the head: status line, fields in order, empty line.

@@ -19,7 +19,7 @@ use crate::proxy::plan::{self, Plan};
 use crate::proxy::relay::{self, Ctx, Received, Reuse, Via};
 use crate::proxy::scheme::{self, ProbeMode};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
-use crate::proxy::target::{names_us, split_host_port};
+use crate::proxy::target::{LOOP_REFUSED, names_us, split_host_port};
 use crate::proxy::{Shared, socks_hop};
 use crate::upstream::{AuthState, PoolKey, Retry, UpstreamConn, UpstreamError};
 
@@ -43,22 +43,11 @@ async fn handle(
         return fail(client, log, 400, "CONNECT needs host:port").await;
     };
     if names_us(&host, port, &shared.listening) {
-        return fail(
-            client,
-            log,
-            508,
-            "the request names this proxy itself; refusing to loop",
-        )
-        .await;
+        return fail(client, log, 508, LOOP_REFUSED).await;
     }
-    // -B: the client's own account, read before the hop-by-hop header goes.
-    let account = if shared.config.ntlm_to_basic {
-        match shared.accounts.from_headers(&req.headers) {
-            Some(account) => Some(account),
-            None => return ntlm_to_basic::ask(client, log).await,
-        }
-    } else {
-        None
+    let account = match ntlm_to_basic::account_for(shared, &req.headers, client, log).await {
+        Ok(account) => account,
+        Err(next) => return next,
     };
     let ctx = Ctx {
         method: req.method.clone(),

@@ -20,7 +20,7 @@ use crate::proxy::plan::{self, Plan};
 use crate::proxy::relay::{Ctx, Received, Reuse, SendError, Via, relay, send};
 use crate::proxy::scheme::{self, ProbeMode};
 use crate::proxy::session::{Client, Next, RequestLog, client_keeps_alive};
-use crate::proxy::target::{Target, names_us};
+use crate::proxy::target::{LOOP_REFUSED, Target, names_us};
 use crate::proxy::{Shared, pacserve, respond, socks_hop};
 use crate::upstream::{AuthState, PoolKey, Retry, UpstreamConn, UpstreamError};
 
@@ -66,22 +66,11 @@ async fn handle(
         Err(e) => return fail(client, log, 400, &e.to_string()).await,
     };
     if names_us(&target.host, target.port, &shared.listening) {
-        return fail(
-            client,
-            log,
-            508,
-            "the request names this proxy itself; refusing to loop",
-        )
-        .await;
+        return fail(client, log, 508, LOOP_REFUSED).await;
     }
-    // -B: the client's own account, read before the hop-by-hop header goes.
-    let account = if shared.config.ntlm_to_basic {
-        match shared.accounts.from_headers(&req.headers) {
-            Some(account) => Some(account),
-            None => return ntlm_to_basic::ask(client, log).await,
-        }
-    } else {
-        None
+    let account = match ntlm_to_basic::account_for(shared, &req.headers, client, log).await {
+        Ok(account) => account,
+        Err(next) => return next,
     };
     let upgrade = req.headers.contains("upgrade") && req.headers.has_token("connection", "upgrade");
     let mut ctx = Ctx {

@@ -79,6 +79,24 @@ pub async fn ask(client: &mut Client, log: &mut RequestLog) -> Next {
     Next::Close
 }
 
+/// `-B`: the client's own account from its Basic header, read before the hop-by-hop headers
+/// go. `Ok(None)` when NTLMToBasic is off; `Err` carries the session's next step when the
+/// client had no usable account and was already answered with the 407 that asks for one.
+pub async fn account_for(
+    shared: &Shared,
+    headers: &Headers,
+    client: &mut Client,
+    log: &mut RequestLog,
+) -> Result<Option<ClientAccount>, Next> {
+    if !shared.config.ntlm_to_basic {
+        return Ok(None);
+    }
+    match shared.accounts.from_headers(headers) {
+        Some(account) => Ok(Some(account)),
+        None => Err(ask(client, log).await),
+    }
+}
+
 /// Most identities whose lockout state is remembered (beyond it, the oldest state is reset).
 const MAX_GATES: usize = 4096;
 

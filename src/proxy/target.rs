@@ -103,6 +103,9 @@ pub fn names_us(host: &str, port: u16, listening: &[SocketAddr]) -> bool {
     })
 }
 
+/// What a client asking us to reach one of our own listen addresses is told (508).
+pub const LOOP_REFUSED: &str = "the request names this proxy itself; refusing to loop";
+
 /// `target` for a log line: an absolute URL's user info (`user:password@`) replaced by `***@`,
 /// so a password a client put in a URL never reaches the log.
 pub fn without_userinfo(target: &str) -> std::borrow::Cow<'_, str> {
